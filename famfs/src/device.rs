@@ -1,0 +1,344 @@
+//! Devices that hold a famfs: an image file, a block device, or a `/dev/daxX.Y` character
+//! device. Opened `O_RDONLY` unless the caller writes.
+
+use crate::mapped::MappedDevice;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// How a device is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `O_RDONLY`: readers, fsck.
+    ReadOnly,
+    /// `O_RDWR`: the writer.
+    ReadWrite,
+}
+
+/// How bytes move to and from the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoMode {
+    /// `pread`/`pwrite` for files and block devices, a shared map for dax character devices.
+    Auto,
+    /// A shared map of the whole device whatever its type. On a regular file the caller
+    /// promises nobody truncates it while it is open (see the SIGBUS contract in
+    /// `mapped.rs`); used by the tests to exercise the dax code path on an image.
+    Mapped,
+}
+
+/// What kind of device backs a file system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// A regular file holding a famfs image.
+    Image,
+    /// A block device (loop device, pmem).
+    Block,
+    /// A device-dax character device; its size comes from sysfs.
+    Dax,
+}
+
+/// Errors opening or accessing a device.
+#[derive(Debug, Error)]
+pub enum DeviceError {
+    /// The path could not be opened.
+    #[error("cannot open {path}: {source}{hint}")]
+    Open {
+        /// Device path.
+        path: PathBuf,
+        /// OS error.
+        source: io::Error,
+        /// Advice for the user.
+        hint: &'static str,
+    },
+    /// The path is neither a file nor a block or dax device.
+    #[error("{path} is a {what}; give a famfs image file or a dax device such as /dev/dax0.0")]
+    Unsupported {
+        /// Device path.
+        path: PathBuf,
+        /// What it is.
+        what: &'static str,
+    },
+    /// The size of a dax device could not be read from sysfs.
+    #[error("cannot read the size of dax device {path} from {sysfs}: {source}")]
+    DaxSize {
+        /// Device path.
+        path: PathBuf,
+        /// The sysfs file.
+        sysfs: PathBuf,
+        /// OS or parse error.
+        source: io::Error,
+    },
+    /// An access outside the device.
+    #[error("{path}: {len} bytes at offset {offset:#x} run past the end of the {size}-byte device")]
+    OutOfRange {
+        /// Device path.
+        path: PathBuf,
+        /// Start of the access.
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// Device size.
+        size: u64,
+    },
+    /// An I/O error on the device.
+    #[error("{op} {path} at offset {offset:#x}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Device path.
+        path: PathBuf,
+        /// Where.
+        offset: u64,
+        /// OS error.
+        source: io::Error,
+    },
+    /// Another process holds the single-writer lock.
+    #[error("{path} is locked by another writer (famfsctl or an embedding program); wait for it to finish and retry")]
+    Locked {
+        /// Device path.
+        path: PathBuf,
+    },
+    /// The device was opened read-only.
+    #[error("{path} was opened read-only")]
+    ReadOnly {
+        /// Device path.
+        path: PathBuf,
+    },
+}
+
+/// An open device.
+pub struct Device {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    kind: DeviceKind,
+    access: Access,
+    map: Option<MappedDevice>,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .field("kind", &self.kind)
+            .field("access", &self.access)
+            .field("mapped", &self.map.is_some())
+            .finish()
+    }
+}
+
+impl Device {
+    /// Opens a device with [`IoMode::Auto`].
+    pub fn open(path: impl AsRef<Path>, access: Access) -> Result<Device, DeviceError> {
+        Self::open_with(path, access, IoMode::Auto)
+    }
+
+    /// Opens a device. The size is the file's length for images, the end offset for block
+    /// devices, and `/sys/dev/char/MAJ:MIN/size` for dax devices.
+    pub fn open_with(path: impl AsRef<Path>, access: Access, mode: IoMode) -> Result<Device, DeviceError> {
+        let path = path.as_ref().to_path_buf();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(access == Access::ReadWrite)
+            .open(&path)
+            .map_err(|source| {
+                let hint = match source.kind() {
+                    io::ErrorKind::NotFound => "; create an image with `famfsctl mkfs --size 1G FILE`",
+                    io::ErrorKind::PermissionDenied => "; run as a user that may open it (dax devices usually need root)",
+                    _ => "",
+                };
+                DeviceError::Open { path: path.clone(), source, hint }
+            })?;
+        let meta = file.metadata().map_err(|source| DeviceError::Io { op: "stat", path: path.clone(), offset: 0, source })?;
+        let ft = meta.file_type();
+        let (kind, size) = if ft.is_file() {
+            (DeviceKind::Image, meta.len())
+        } else if ft.is_block_device() {
+            let size = std::io::Seek::seek(&mut &file, io::SeekFrom::End(0))
+                .map_err(|source| DeviceError::Io { op: "seek to the end of", path: path.clone(), offset: 0, source })?;
+            (DeviceKind::Block, size)
+        } else if ft.is_char_device() {
+            let rdev = meta.rdev();
+            let size = dax_size(Path::new("/sys"), rustix::fs::major(rdev), rustix::fs::minor(rdev))
+                .map_err(|(sysfs, source)| DeviceError::DaxSize { path: path.clone(), sysfs, source })?;
+            (DeviceKind::Dax, size)
+        } else if ft.is_dir() {
+            return Err(DeviceError::Unsupported { path, what: "directory" });
+        } else {
+            return Err(DeviceError::Unsupported { path, what: "special file" });
+        };
+        let map = if kind == DeviceKind::Dax || mode == IoMode::Mapped {
+            // SAFETY: a character device's size cannot change while it is open; for a regular
+            // file the caller chose `IoMode::Mapped` and with it the promise not to truncate it
+            // (documented on `IoMode::Mapped`). Accesses go through copying methods only.
+            Some(
+                unsafe { MappedDevice::new(&file, size, access == Access::ReadWrite) }
+                    .map_err(|source| DeviceError::Io { op: "mmap", path: path.clone(), offset: 0, source })?,
+            )
+        } else {
+            None
+        };
+        Ok(Device { file, path, size, kind, access, map })
+    }
+
+    /// The path the device was opened by.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// What backs the file system.
+    pub fn kind(&self) -> DeviceKind {
+        self.kind
+    }
+
+    /// The open file (always `O_RDONLY` unless opened with [`Access::ReadWrite`]).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> Result<(), DeviceError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(DeviceError::OutOfRange { path: self.path.clone(), offset, len, size: self.size }),
+        }
+    }
+
+    fn io_err(&self, op: &'static str, offset: u64) -> impl FnOnce(io::Error) -> DeviceError + '_ {
+        move |source| DeviceError::Io { op, path: self.path.clone(), offset, source }
+    }
+
+    /// Fills `buf` with device bytes from `offset`.
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), DeviceError> {
+        self.check_range(offset, buf.len() as u64)?;
+        match &self.map {
+            Some(m) => m.read(offset, buf),
+            None => self.file.read_exact_at(buf, offset),
+        }
+        .map_err(self.io_err("read", offset))
+    }
+
+    fn check_writable(&self) -> Result<(), DeviceError> {
+        if self.access != Access::ReadWrite {
+            return Err(DeviceError::ReadOnly { path: self.path.clone() });
+        }
+        Ok(())
+    }
+
+    /// Writes `buf` at `offset` (not yet durable: see [`sync_range`](Self::sync_range)).
+    pub fn write_all_at(&self, buf: &[u8], offset: u64) -> Result<(), DeviceError> {
+        self.check_writable()?;
+        self.check_range(offset, buf.len() as u64)?;
+        match &self.map {
+            Some(m) => m.write(offset, buf),
+            None => self.file.write_all_at(buf, offset),
+        }
+        .map_err(self.io_err("write", offset))
+    }
+
+    /// Copies up to `len` bytes from `src` at `src_off` to the device at `offset`, without a
+    /// bounce buffer where the kernel allows (`copy_file_range` between files, `pread` into the
+    /// map on dax). Returns the bytes copied; 0 means `src` ended.
+    pub fn copy_from(&self, src: &File, src_off: u64, offset: u64, len: u64) -> Result<u64, DeviceError> {
+        self.check_writable()?;
+        self.check_range(offset, len)?;
+        let chunk = len.min(1 << 30) as usize;
+        if let Some(m) = &self.map {
+            return m.read_from(src, src_off, offset, chunk).map(|n| n as u64).map_err(self.io_err("copy into", offset));
+        }
+        let (mut s, mut d) = (src_off, offset);
+        match rustix::fs::copy_file_range(src, Some(&mut s), &self.file, Some(&mut d), chunk) {
+            Ok(n) => return Ok(n as u64),
+            // Not supported between these files: fall back to a buffered copy.
+            Err(rustix::io::Errno::XDEV | rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::OPNOTSUPP) => {}
+            Err(e) => return Err(self.io_err("copy into", offset)(e.into())),
+        }
+        let mut buf = vec![0u8; chunk.min(8 << 20)];
+        let n = src.read_at(&mut buf, src_off).map_err(self.io_err("read source for", offset))?;
+        self.file.write_all_at(&buf[..n], offset).map_err(self.io_err("write", offset))?;
+        Ok(n as u64)
+    }
+
+    /// Makes writes to `[offset, offset+len)` durable: `fdatasync` for files and block devices,
+    /// cache write-back for dax.
+    pub fn sync_range(&self, offset: u64, len: u64) -> Result<(), DeviceError> {
+        match &self.map {
+            Some(m) => m.flush(offset, len),
+            None => self.file.sync_data(),
+        }
+        .map_err(self.io_err("flush", offset))
+    }
+
+    /// Before reading metadata another host may have written: drop stale cache lines (dax).
+    pub fn invalidate_range(&self, offset: u64, len: u64) -> Result<(), DeviceError> {
+        self.check_range(offset, len)?;
+        match &self.map {
+            Some(m) => m.invalidate(offset, len).map_err(self.io_err("invalidate", offset)),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the single-writer lock: an exclusive, non-blocking `flock` on the device, released
+    /// when the device is closed (also when the process dies).
+    pub fn lock_exclusive(&self) -> Result<(), DeviceError> {
+        match rustix::fs::flock(&self.file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(DeviceError::Locked { path: self.path.clone() }),
+            Err(e) => Err(self.io_err("lock", 0)(e.into())),
+        }
+    }
+}
+
+/// Size of dax device `major:minor` from `<sysfs>/dev/char/MAJ:MIN/size`, after checking the
+/// device belongs to the dax subsystem.
+pub(crate) fn dax_size(sysfs: &Path, major: u32, minor: u32) -> Result<u64, (PathBuf, io::Error)> {
+    let dir = sysfs.join(format!("dev/char/{major}:{minor}"));
+    let subsystem = dir.join("subsystem");
+    let target = std::fs::read_link(&subsystem).map_err(|e| (subsystem.clone(), e))?;
+    if target.file_name().and_then(|n| n.to_str()) != Some("dax") {
+        return Err((subsystem, io::Error::other("not a dax device (its sysfs subsystem is not 'dax')")));
+    }
+    let size_path = dir.join("size");
+    let text = std::fs::read_to_string(&size_path).map_err(|e| (size_path.clone(), e))?;
+    text.trim()
+        .parse::<u64>()
+        .map_err(|e| (size_path, io::Error::new(io::ErrorKind::InvalidData, format!("'{}' is not a size: {e}", text.trim()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dax_size_reads_a_sysfs_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("dev/char/251:3");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(t.path().join("bus/dax")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("bus/dax"), dir.join("subsystem")).unwrap();
+        std::fs::write(dir.join("size"), "68719476736\n").unwrap();
+        assert_eq!(dax_size(t.path(), 251, 3).unwrap(), 64 << 30);
+        std::fs::write(dir.join("size"), "lots\n").unwrap();
+        assert!(dax_size(t.path(), 251, 3).unwrap_err().1.to_string().contains("not a size"));
+    }
+
+    #[test]
+    fn dax_size_refuses_other_char_devices() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("dev/char/1:3");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(t.path().join("class/mem")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("class/mem"), dir.join("subsystem")).unwrap();
+        let (p, e) = dax_size(t.path(), 1, 3).unwrap_err();
+        assert!(p.ends_with("subsystem"));
+        assert!(e.to_string().contains("not a dax device"));
+    }
+}

@@ -1,0 +1,128 @@
+//! A whole-device shared memory map, the only way to reach a `/dev/daxX.Y` character device
+//! (device-dax implements `mmap` but not `read`/`write`).
+//!
+//! # SIGBUS contract
+//! Loads and stores through this map can raise SIGBUS when the backing memory is gone: a
+//! regular file truncated below the mapped length, or poisoned CXL memory. The famfs crate
+//! installs no handler, so such a fault ends the process, as it would for `famfs` itself.
+//! To keep that from happening in normal use:
+//! - [`Device`](crate::Device) maps only character devices automatically; their size cannot
+//!   change while they are open. Regular files are read with `pread`/`pwrite` unless the
+//!   caller asks for a map with [`IoMode::Mapped`](crate::IoMode::Mapped) and so takes on the
+//!   promise below.
+//! - The map never extends past the size measured at open time.
+//!
+//! The runtime that maps dataset files into Wasm guests has its own SIGBUS guard (DESIGN §5,
+//! R4); this map is for the metadata tools.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+
+/// A shared mapping of `[0, len)` of a device.
+pub(crate) struct MappedDevice {
+    map: memmap2::MmapRaw,
+    len: u64,
+}
+
+impl MappedDevice {
+    /// Maps `len` bytes of `file` shared, read-only or read-write.
+    ///
+    /// # Safety
+    /// The caller promises that the file stays at least `len` bytes long while the map lives
+    /// (true of device files), and accepts that other processes may change the bytes at any time
+    /// (every access below copies, so no Rust reference ever observes a change).
+    pub(crate) unsafe fn new(file: &File, len: u64, writable: bool) -> io::Result<MappedDevice> {
+        let size = usize::try_from(len).map_err(|_| io::Error::other("device larger than the address space"))?;
+        let opts = {
+            let mut o = memmap2::MmapOptions::new();
+            o.len(size);
+            o
+        };
+        let map = if writable { opts.map_raw(file)? } else { opts.map_raw_read_only(file)? };
+        Ok(MappedDevice { map, len })
+    }
+
+    fn check(&self, off: u64, n: usize) -> io::Result<usize> {
+        match off.checked_add(n as u64) {
+            Some(end) if end <= self.len => Ok(off as usize),
+            _ => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "access past the end of the mapped device")),
+        }
+    }
+
+    /// Copies device bytes at `off` into `buf`.
+    pub(crate) fn read(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
+        let start = self.check(off, buf.len())?;
+        // SAFETY: `check` keeps `start..start+buf.len()` inside the mapping, which lives as long
+        // as `self`; `buf` is a distinct Rust allocation, so the ranges cannot overlap. The copy
+        // goes through raw pointers, so concurrent changes by other processes create no
+        // reference to changing memory.
+        unsafe { std::ptr::copy_nonoverlapping(self.map.as_ptr().add(start), buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Copies `buf` to device offset `off`.
+    pub(crate) fn write(&self, off: u64, buf: &[u8]) -> io::Result<()> {
+        let start = self.check(off, buf.len())?;
+        // SAFETY: as in `read`; the map was created writable (a read-only map would fault, but
+        // `Device` only calls this for devices opened read-write).
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), self.map.as_mut_ptr().add(start), buf.len()) };
+        Ok(())
+    }
+
+    /// Reads up to `len` bytes from `src` at `src_off` straight into the device at `off`
+    /// (one copy, no bounce buffer). Returns the bytes read; 0 at end of file.
+    pub(crate) fn read_from(&self, src: &File, src_off: u64, off: u64, len: usize) -> io::Result<usize> {
+        let start = self.check(off, len)?;
+        // SAFETY: `start..start+len` lies inside the writable mapping (checked above). The slice
+        // is handed only to `pread`, which writes into it and keeps no reference; nothing else in
+        // this process reads that range while the call runs (the writer lock serialises writers).
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(start), len) };
+        Ok(rustix::io::pread(src.as_fd(), dst, src_off)?)
+    }
+
+    /// Writes back (and invalidates) the CPU cache lines of a range, then makes it durable
+    /// as the file system requires. On device-dax the cache flush is what makes stores
+    /// visible to other hosts; on a mapped regular file `msync` does.
+    pub(crate) fn flush(&self, off: u64, len: u64) -> io::Result<()> {
+        let start = self.check(off, len as usize)?;
+        flush_cache_lines(
+            // SAFETY: `start` is inside the mapping (checked above).
+            unsafe { self.map.as_ptr().add(start) },
+            len as usize,
+        );
+        self.map.flush_range(start, len as usize)
+    }
+
+    /// Drops cached copies of a range so the next load sees what another host wrote
+    /// (famfs invalidates before replaying the log).
+    pub(crate) fn invalidate(&self, off: u64, len: u64) -> io::Result<()> {
+        let start = self.check(off, len as usize)?;
+        // SAFETY: `start` is inside the mapping (checked above).
+        flush_cache_lines(unsafe { self.map.as_ptr().add(start) }, len as usize);
+        Ok(())
+    }
+}
+
+/// `clflush` every 64-byte line of `[ptr, ptr+len)` then `sfence`, as famfs does when CLWB
+/// and CLFLUSHOPT are not available. A no-op on other architectures.
+fn flush_cache_lines(ptr: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const LINE: usize = 64;
+        let start = ptr as usize & !(LINE - 1);
+        let end = ptr as usize + len;
+        let mut p = start;
+        while p < end {
+            // SAFETY: `clflush` is part of SSE2, which every x86_64 CPU has; `p` lies within (or,
+            // for the first line, at the line start of) a mapped range, and clflush of a mapped
+            // address has no effect on memory contents.
+            unsafe { core::arch::x86_64::_mm_clflush(p as *const u8) };
+            p += LINE;
+        }
+        // SAFETY: `sfence` has no preconditions.
+        unsafe { core::arch::x86_64::_mm_sfence() };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (ptr, len);
+}
