@@ -243,7 +243,7 @@ fn check_interleave(p: &Interleave, unit: u64) -> Result<(), AllocError> {
     if p.nstrips > p.nbuckets {
         return bad("the strip count cannot exceed the bucket count");
     }
-    if p.chunk_size == 0 || !p.chunk_size.is_power_of_two() || p.chunk_size % unit != 0 {
+    if p.chunk_size == 0 || !p.chunk_size.is_power_of_two() || !p.chunk_size.is_multiple_of(unit) {
         return bad("the chunk size must be a power of two and a multiple of 2 MiB");
     }
     Ok(())

@@ -44,12 +44,12 @@ pub enum DeviceKind {
 #[derive(Debug, Error)]
 pub enum DeviceError {
     /// The path could not be opened.
-    #[error("cannot open {path}: {source}{hint}")]
+    #[error("cannot open {path}: {cause}{hint}")]
     Open {
         /// Device path.
         path: PathBuf,
         /// OS error.
-        source: io::Error,
+        cause: io::Error,
         /// Advice for the user.
         hint: &'static str,
     },
@@ -62,14 +62,14 @@ pub enum DeviceError {
         what: &'static str,
     },
     /// The size of a dax device could not be read from sysfs.
-    #[error("cannot read the size of dax device {path} from {sysfs}: {source}")]
+    #[error("cannot read the size of dax device {path} from {sysfs}: {cause}")]
     DaxSize {
         /// Device path.
         path: PathBuf,
         /// The sysfs file.
         sysfs: PathBuf,
         /// OS or parse error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// An access outside the device.
     #[error("{path}: {len} bytes at offset {offset:#x} run past the end of the {size}-byte device")]
@@ -84,7 +84,7 @@ pub enum DeviceError {
         size: u64,
     },
     /// An I/O error on the device.
-    #[error("{op} {path} at offset {offset:#x}: {source}")]
+    #[error("{op} {path} at offset {offset:#x}: {cause}")]
     Io {
         /// What was being done.
         op: &'static str,
@@ -93,7 +93,7 @@ pub enum DeviceError {
         /// Where.
         offset: u64,
         /// OS error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// Another process holds the single-writer lock.
     #[error("{path} is locked by another writer (famfsctl or an embedding program); wait for it to finish and retry")]
@@ -145,26 +145,26 @@ impl Device {
             .read(true)
             .write(access == Access::ReadWrite)
             .open(&path)
-            .map_err(|source| {
-                let hint = match source.kind() {
+            .map_err(|cause| {
+                let hint = match cause.kind() {
                     io::ErrorKind::NotFound => "; create an image with `famfsctl mkfs --size 1G FILE`",
                     io::ErrorKind::PermissionDenied => "; run as a user that may open it (dax devices usually need root)",
                     _ => "",
                 };
-                DeviceError::Open { path: path.clone(), source, hint }
+                DeviceError::Open { path: path.clone(), cause, hint }
             })?;
-        let meta = file.metadata().map_err(|source| DeviceError::Io { op: "stat", path: path.clone(), offset: 0, source })?;
+        let meta = file.metadata().map_err(|cause| DeviceError::Io { op: "stat", path: path.clone(), offset: 0, cause })?;
         let ft = meta.file_type();
         let (kind, size) = if ft.is_file() {
             (DeviceKind::Image, meta.len())
         } else if ft.is_block_device() {
             let size = std::io::Seek::seek(&mut &file, io::SeekFrom::End(0))
-                .map_err(|source| DeviceError::Io { op: "seek to the end of", path: path.clone(), offset: 0, source })?;
+                .map_err(|cause| DeviceError::Io { op: "seek to the end of", path: path.clone(), offset: 0, cause })?;
             (DeviceKind::Block, size)
         } else if ft.is_char_device() {
             let rdev = meta.rdev();
             let size = dax_size(Path::new("/sys"), rustix::fs::major(rdev), rustix::fs::minor(rdev))
-                .map_err(|(sysfs, source)| DeviceError::DaxSize { path: path.clone(), sysfs, source })?;
+                .map_err(|(sysfs, cause)| DeviceError::DaxSize { path: path.clone(), sysfs, cause })?;
             (DeviceKind::Dax, size)
         } else if ft.is_dir() {
             return Err(DeviceError::Unsupported { path, what: "directory" });
@@ -177,7 +177,7 @@ impl Device {
             // (documented on `IoMode::Mapped`). Accesses go through copying methods only.
             Some(
                 unsafe { MappedDevice::new(&file, size, access == Access::ReadWrite) }
-                    .map_err(|source| DeviceError::Io { op: "mmap", path: path.clone(), offset: 0, source })?,
+                    .map_err(|cause| DeviceError::Io { op: "mmap", path: path.clone(), offset: 0, cause })?,
             )
         } else {
             None
@@ -213,7 +213,7 @@ impl Device {
     }
 
     fn io_err(&self, op: &'static str, offset: u64) -> impl FnOnce(io::Error) -> DeviceError + '_ {
-        move |source| DeviceError::Io { op, path: self.path.clone(), offset, source }
+        move |cause| DeviceError::Io { op, path: self.path.clone(), offset, cause }
     }
 
     /// Fills `buf` with device bytes from `offset`.

@@ -34,16 +34,26 @@ pub fn read_log_entries(device: &Device, header: &LogHeader, from: u64) -> Resul
         return Ok(Vec::new());
     }
     let start = entry_offset(from);
-    let len = count * LOG_ENTRY_LEN as u64;
-    device.invalidate_range(start, len)?;
-    let mut buf = vec![0u8; len as usize];
+    let len = count.saturating_mul(LOG_ENTRY_LEN as u64);
+    // A device cut short inside the entries still yields every entry before the cut; the
+    // first cut entry then fails to decode with a `Truncated` error naming its field.
+    let avail = len.min(device.size().saturating_sub(start));
+    device.invalidate_range(start, avail)?;
+    let mut buf = vec![0u8; avail as usize];
     device.read_exact_at(&mut buf, start)?;
-    let mut out = Vec::with_capacity(count as usize);
-    for (i, bytes) in buf.chunks_exact(LOG_ENTRY_LEN).enumerate() {
+    // Entries with bytes on the device, plus the first one past its end (which reports the
+    // truncation): a header claiming more entries than the device holds costs nothing more.
+    let decodable = count.min(avail.div_ceil(LOG_ENTRY_LEN as u64) + 1) as usize;
+    let mut out = Vec::with_capacity(decodable);
+    for i in 0..decodable {
         let index = from + i as u64;
+        let bytes = buf.get(i * LOG_ENTRY_LEN..).map_or(&[][..], |b| &b[..b.len().min(LOG_ENTRY_LEN)]);
         let decoded = LogEntry::decode(bytes, index).or_else(|first| {
             let mut again = [0u8; LOG_ENTRY_LEN];
             let off = entry_offset(index);
+            if bytes.len() < LOG_ENTRY_LEN {
+                return Err(first);
+            }
             match device.invalidate_range(off, LOG_ENTRY_LEN as u64).and_then(|_| device.read_exact_at(&mut again, off)) {
                 Ok(()) => LogEntry::decode(&again, index),
                 Err(_) => Err(first),

@@ -18,20 +18,20 @@ pub const ENV_SYSTEM_UUID_FILE: &str = "FAMFS_SYSTEM_UUID_FILE";
 #[derive(Debug, Error)]
 pub enum IdentityError {
     /// The file could not be read.
-    #[error("cannot read the system UUID from {path}: {source}; famfs treats this host as a client")]
+    #[error("cannot read the system UUID from {path}: {cause}; famfs treats this host as a client")]
     Read {
         /// The file.
         path: PathBuf,
         /// OS error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The file could not be created.
-    #[error("cannot create the system UUID file {path}: {source}; run as root or set {ENV_SYSTEM_UUID_FILE} to a writable path")]
+    #[error("cannot create the system UUID file {path}: {cause}; run as root or set {ENV_SYSTEM_UUID_FILE} to a writable path")]
     Create {
         /// The file.
         path: PathBuf,
         /// OS error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The text is not a UUID.
     #[error("{origin} holds '{text}', which is not a UUID")]
@@ -68,7 +68,7 @@ impl SystemIdentity {
 
     /// Reads a system UUID file (36 characters, famfs adds a NUL).
     pub fn from_file(path: &Path) -> Result<SystemIdentity, IdentityError> {
-        let text = std::fs::read_to_string(path).map_err(|source| IdentityError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|cause| IdentityError::Read { path: path.into(), cause })?;
         parse(&text, &path.display().to_string())
     }
 
@@ -81,7 +81,7 @@ impl SystemIdentity {
         }
         let path = std::env::var_os(ENV_SYSTEM_UUID_FILE).map_or_else(|| PathBuf::from(SYSTEM_UUID_PATH), PathBuf::from);
         match Self::from_file(&path) {
-            Err(IdentityError::Read { source, .. }) if create && source.kind() == io::ErrorKind::NotFound => {
+            Err(IdentityError::Read { cause, .. }) if create && cause.kind() == io::ErrorKind::NotFound => {
                 create_file(&path)
             }
             other => other,
@@ -113,7 +113,7 @@ fn parse(text: &str, origin: &str) -> Result<SystemIdentity, IdentityError> {
 
 fn create_file(path: &Path) -> Result<SystemIdentity, IdentityError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let err = |source| IdentityError::Create { path: path.into(), source };
+    let err = |cause| IdentityError::Create { path: path.into(), cause };
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(err)?;
     }

@@ -61,13 +61,12 @@ pub enum Error {
     #[error(transparent)]
     Device(#[from] DeviceError),
     /// The superblock, log header or an entry did not decode.
-    #[error("{device}: {source}")]
+    #[error("{device}: {error}")]
     Format {
         /// The device.
         device: PathBuf,
-        /// What is wrong and where.
-        #[source]
-        source: FormatError,
+        /// What is wrong and where (part of the message, so not also a `source()`).
+        error: FormatError,
     },
     /// A path lookup failed.
     #[error(transparent)]
@@ -178,17 +177,17 @@ pub enum Error {
     #[error("a {0}-byte file does not fit in memory; read it in pieces")]
     TooLarge(u64),
     /// Other I/O.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Io {
         /// What was being done.
         what: String,
-        /// OS error.
-        source: std::io::Error,
+        /// OS error (part of the message, so not also a `source()`).
+        cause: std::io::Error,
     },
 }
 
 impl Error {
-    fn format(device: &Device, source: FormatError) -> Error {
-        Error::Format { device: device.path().to_path_buf(), source }
+    fn format(device: &Device, error: FormatError) -> Error {
+        Error::Format { device: device.path().to_path_buf(), error }
     }
 }

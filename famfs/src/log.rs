@@ -39,9 +39,10 @@ pub fn slots(log_len: u64) -> u64 {
     log_len.saturating_sub(LOG_HEADER_LEN as u64) / LOG_ENTRY_LEN as u64
 }
 
-/// Device offset of entry `index`.
+/// Device offset of entry `index` (saturating: no index of a real log comes near overflow, but a
+/// decoder must not panic on any index it is handed).
 pub fn entry_offset(index: u64) -> u64 {
-    LOG_OFFSET + LOG_HEADER_LEN as u64 + index * LOG_ENTRY_LEN as u64
+    index.saturating_mul(LOG_ENTRY_LEN as u64).saturating_add(LOG_OFFSET + LOG_HEADER_LEN as u64)
 }
 
 /// The log header.

@@ -82,14 +82,14 @@ pub fn mkfs(path: &Path, opts: &MkfsOptions, identity: &SystemIdentity) -> Resul
             return bad(format!("--size {size} is not a multiple of 2 MiB, famfs' allocation unit"));
         }
         if !path.exists() {
-            File::create_new(path).map_err(|source| Error::Io { what: format!("create image {}", path.display()), source })?;
+            File::create_new(path).map_err(|cause| Error::Io { what: format!("create image {}", path.display()), cause })?;
         }
     }
     let device = Device::open(path, Access::ReadWrite)?;
     device.lock_exclusive()?;
     match read_superblock(&device) {
         Ok(old) if !opts.force => return Err(Error::AlreadyFormatted { device: path.into(), uuid: Some(old.fs_uuid), version: old.version }),
-        Err(Error::Format { source: FormatError::UnsupportedVersion { version, .. }, .. }) if !opts.force => {
+        Err(Error::Format { error: FormatError::UnsupportedVersion { version, .. }, .. }) if !opts.force => {
             return Err(Error::AlreadyFormatted { device: path.into(), uuid: None, version });
         }
         _ => {}
@@ -98,7 +98,7 @@ pub fn mkfs(path: &Path, opts: &MkfsOptions, identity: &SystemIdentity) -> Resul
         if device.kind() != DeviceKind::Image {
             return bad(format!("--size applies to image files only; {} is a device of {} bytes", path.display(), device.size()));
         }
-        device.file().set_len(size).map_err(|source| Error::Io { what: format!("resize {}", path.display()), source })?;
+        device.file().set_len(size).map_err(|cause| Error::Io { what: format!("resize {}", path.display()), cause })?;
     }
     // Re-measure after resizing.
     drop(device);

@@ -22,10 +22,10 @@ pub fn manifest() -> serde_json::Value {
 /// A scratch directory, in /dev/shm when there is one (fsync is free there).
 pub fn scratch() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        if let Ok(d) = tempfile::Builder::new().prefix("famfs-test-").tempdir_in(shm) {
-            return d;
-        }
+    if shm.is_dir()
+        && let Ok(d) = tempfile::Builder::new().prefix("famfs-test-").tempdir_in(shm)
+    {
+        return d;
     }
     tempfile::Builder::new().prefix("famfs-test-").tempdir().expect("tempdir")
 }

@@ -75,6 +75,7 @@ fn main() {
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
     let global = Global { device: cli.device, quiet: cli.quiet };

@@ -1,0 +1,268 @@
+//! The host side of `wit/` for core modules: the canonical-ABI lowering that wit-bindgen emits
+//! for wasm32-wasip1 guests, implemented on a [`wasmtime::Linker`].
+//!
+//! Import module `famfs:dataset/catalog@0.1.0`:
+//!
+//! | import | core signature | notes |
+//! |---|---|---|
+//! | `open` | `(name_ptr, name_len, ret) -> ()` | `ret`: result {u8 disc @0, handle or error-code @4} |
+//! | `list` | `(ret) -> ()` | `ret`: {list ptr @0, len @4}; elements {name ptr, name len, u64 len} (16 bytes, align 8) |
+//! | `[method]dataset.name` | `(self, ret) -> ()` | `ret`: {ptr @0, len @4} |
+//! | `[method]dataset.len` | `(self) -> i64` | |
+//! | `[method]dataset.read` | `(self, offset: i64, len, ret) -> ()` | `ret`: {u8 disc @0, list ptr @4, list len @8} |
+//! | `[method]dataset.map` | `(self, offset: i64, len, at, flags, ret) -> ()` | `ret`: {u8 disc @0, handle or code @4} |
+//! | `[method]mapping.addr` / `.len` | `(self) -> i32` | |
+//! | `[resource-drop]dataset` / `mapping` | `(self) -> ()` | |
+//!
+//! Lists and strings returned to the guest are allocated with its exported `cabi_realloc`.
+//! As the canonical ABI requires, a pointer out of bounds or misaligned, invalid UTF-8, and a
+//! handle that is unknown or already dropped trap the guest instead of returning.
+
+use crate::catalog::{Catalog, Dataset};
+use crate::error::ErrorCode;
+use crate::handles::HandleTable;
+use crate::mapper::{LinearMemory, Mapper, MediaError};
+use wasmtime::{AsContext, Caller, Linker, Memory, Result, TypedFunc, bail};
+
+/// The import module name.
+pub const MODULE: &str = "famfs:dataset/catalog@0.1.0";
+
+/// Per-instance host state behind the imports.
+pub struct DatasetHost {
+    catalog: Catalog,
+    datasets: HandleTable<Dataset>,
+    /// Mapping handle → guest address of the mapping.
+    mappings: HandleTable<u32>,
+    mapper: Mapper,
+}
+
+impl DatasetHost {
+    /// A guest's view of `catalog`, nothing open yet.
+    pub fn new(catalog: Catalog) -> DatasetHost {
+        DatasetHost { catalog, datasets: HandleTable::default(), mappings: HandleTable::default(), mapper: Mapper::new() }
+    }
+
+    /// The mapper (metrics, faults).
+    pub fn mapper(&mut self) -> &mut Mapper {
+        &mut self.mapper
+    }
+
+    /// Media errors seen by this guest's mappings so far; the runtime fails the invocation
+    /// when there is one.
+    pub fn take_media_errors(&mut self) -> Vec<MediaError> {
+        self.mapper.take_faults()
+    }
+}
+
+/// Store data that holds a [`DatasetHost`].
+pub trait DatasetView {
+    /// The host state.
+    fn dataset_host(&mut self) -> &mut DatasetHost;
+}
+
+fn trap<T>(what: impl std::fmt::Display) -> Result<T> {
+    bail!("famfs:dataset: {what}")
+}
+
+fn memory<T>(caller: &mut Caller<'_, T>) -> Result<Memory> {
+    match caller.get_export("memory").and_then(|e| e.into_memory()) {
+        Some(m) => Ok(m),
+        None => trap("the module exports no memory named `memory`"),
+    }
+}
+
+fn check_range(mem: &Memory, store: impl AsContext, ptr: u32, len: u64, align: u32) -> Result<()> {
+    if !ptr.is_multiple_of(align) {
+        return trap(format!("pointer {ptr:#x} is not {align}-byte aligned"));
+    }
+    if u64::from(ptr) + len > mem.data_size(store) as u64 {
+        return trap(format!("{len} bytes at {ptr:#x} are outside linear memory"));
+    }
+    Ok(())
+}
+
+fn write<T>(caller: &mut Caller<'_, T>, mem: &Memory, ptr: u32, bytes: &[u8], align: u32) -> Result<()> {
+    check_range(mem, &mut *caller, ptr, bytes.len() as u64, align)?;
+    mem.write(caller, ptr as usize, bytes)?;
+    Ok(())
+}
+
+fn read_string<T>(caller: &mut Caller<'_, T>, mem: &Memory, ptr: u32, len: u32) -> Result<String> {
+    check_range(mem, &mut *caller, ptr, u64::from(len), 1)?;
+    let mut buf = vec![0u8; len as usize];
+    mem.read(caller, ptr as usize, &mut buf)?;
+    String::from_utf8(buf).or_else(|_| trap("a string argument is not valid UTF-8"))
+}
+
+/// Calls the guest's `cabi_realloc(0, 0, align, size)` and checks what it returns.
+fn realloc<T>(caller: &mut Caller<'_, T>, mem: &Memory, align: u32, size: u32) -> Result<u32> {
+    let f: TypedFunc<(i32, i32, i32, i32), i32> = match caller.get_export("cabi_realloc").and_then(|e| e.into_func()) {
+        Some(f) => f.typed(&*caller)?,
+        None => return trap("the module exports no `cabi_realloc`, needed to return lists and strings"),
+    };
+    let ptr = f.call(&mut *caller, (0, 0, align as i32, size as i32))? as u32;
+    check_range(mem, &mut *caller, ptr, u64::from(size), align)?;
+    Ok(ptr)
+}
+
+/// Writes a string into memory allocated with `cabi_realloc`; returns (ptr, len).
+fn lower_string<T>(caller: &mut Caller<'_, T>, mem: &Memory, s: &str) -> Result<(u32, u32)> {
+    let ptr = realloc(caller, mem, 1, s.len() as u32)?;
+    write(caller, mem, ptr, s.as_bytes(), 1)?;
+    Ok((ptr, s.len() as u32))
+}
+
+/// Writes `result<u32-like, error-code>` at `ret`.
+fn write_result_u32<T>(caller: &mut Caller<'_, T>, mem: &Memory, ret: u32, r: std::result::Result<u32, ErrorCode>) -> Result<()> {
+    let mut buf = [0u8; 8];
+    match r {
+        Ok(v) => buf[4..8].copy_from_slice(&v.to_le_bytes()),
+        Err(code) => {
+            buf[0] = 1;
+            buf[4] = code as u8;
+        }
+    }
+    write(caller, mem, ret, &buf, 4)
+}
+
+fn dataset<T: DatasetView>(caller: &mut Caller<'_, T>, handle: u32) -> Result<Dataset> {
+    match caller.data_mut().dataset_host().datasets.get(handle) {
+        Some(d) => Ok(d.clone()),
+        None => trap(format!("unknown or dropped dataset handle {handle}")),
+    }
+}
+
+/// Adds the `famfs:dataset/catalog@0.1.0` imports to a linker.
+///
+/// # Safety
+/// The engine must be configured with `memory_may_move(false)` and without the pooling
+/// allocator: mappings are placed at host addresses inside the guest's memory and must stay
+/// where they are for the life of the instance (DESIGN §5).
+pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker<T>) -> Result<()> {
+    linker.func_wrap(MODULE, "open", |mut c: Caller<'_, T>, ptr: u32, len: u32, ret: u32| -> Result<()> {
+        let mem = memory(&mut c)?;
+        let name = read_string(&mut c, &mem, ptr, len)?;
+        let host = c.data_mut().dataset_host();
+        let r = host.catalog.open(&name).and_then(|d| host.datasets.insert(d).ok_or(ErrorCode::Io));
+        tracing::debug!(name, ok = r.is_ok(), "catalog.open");
+        write_result_u32(&mut c, &mem, ret, r)
+    })?;
+    linker.func_wrap(MODULE, "list", |mut c: Caller<'_, T>, ret: u32| -> Result<()> {
+        let mem = memory(&mut c)?;
+        let infos = c.data_mut().dataset_host().catalog.list();
+        let mut elems = Vec::with_capacity(infos.len() * 16);
+        for info in &infos {
+            let (p, l) = lower_string(&mut c, &mem, &info.name)?;
+            elems.extend_from_slice(&p.to_le_bytes());
+            elems.extend_from_slice(&l.to_le_bytes());
+            elems.extend_from_slice(&info.len.to_le_bytes());
+        }
+        let arr = realloc(&mut c, &mem, 8, elems.len() as u32)?;
+        write(&mut c, &mem, arr, &elems, 8)?;
+        let mut out = [0u8; 8];
+        out[..4].copy_from_slice(&arr.to_le_bytes());
+        out[4..].copy_from_slice(&(infos.len() as u32).to_le_bytes());
+        write(&mut c, &mem, ret, &out, 4)
+    })?;
+    linker.func_wrap(MODULE, "[method]dataset.name", |mut c: Caller<'_, T>, h: u32, ret: u32| -> Result<()> {
+        let mem = memory(&mut c)?;
+        let d = dataset(&mut c, h)?;
+        let (p, l) = lower_string(&mut c, &mem, d.name())?;
+        let mut out = [0u8; 8];
+        out[..4].copy_from_slice(&p.to_le_bytes());
+        out[4..].copy_from_slice(&l.to_le_bytes());
+        write(&mut c, &mem, ret, &out, 4)
+    })?;
+    linker.func_wrap(MODULE, "[method]dataset.len", |mut c: Caller<'_, T>, h: u32| -> Result<u64> {
+        Ok(dataset(&mut c, h)?.len())
+    })?;
+    linker.func_wrap(
+        MODULE,
+        "[method]dataset.read",
+        |mut c: Caller<'_, T>, h: u32, offset: u64, len: u32, ret: u32| -> Result<()> {
+            let mem = memory(&mut c)?;
+            let d = dataset(&mut c, h)?;
+            let mut out = [0u8; 12];
+            if offset > d.len() {
+                out[0] = 1;
+                out[4] = ErrorCode::InvalidArgument as u8;
+                return write(&mut c, &mem, ret, &out, 4);
+            }
+            let n = u64::from(len).min(d.len() - offset) as u32;
+            let ptr = realloc(&mut c, &mem, 1, n)?;
+            // Read straight into guest memory: no host buffer, and the guest's memory limit
+            // bounds the size. A private dataset mapping there takes the write harmlessly.
+            let dst = &mut mem.data_mut(&mut c)[ptr as usize..ptr as usize + n as usize];
+            match d.read_at(offset, dst) {
+                Ok(got) => {
+                    out[4..8].copy_from_slice(&ptr.to_le_bytes());
+                    out[8..12].copy_from_slice(&(got as u32).to_le_bytes());
+                }
+                Err(code) => {
+                    out[0] = 1;
+                    out[4] = code as u8;
+                }
+            }
+            write(&mut c, &mem, ret, &out, 4)
+        },
+    )?;
+    linker.func_wrap(
+        MODULE,
+        "[method]dataset.map",
+        |mut c: Caller<'_, T>, h: u32, offset: u64, len: u32, at: u32, flags: u32, ret: u32| -> Result<()> {
+            let mem = memory(&mut c)?;
+            let d = dataset(&mut c, h)?;
+            let base = mem.data_ptr(&c);
+            let size = mem.data_size(&c);
+            // SAFETY: `base/size` describe the accessible part of this instance's memory right
+            // now; `add_to_linker`'s contract makes the engine keep memories in place, and no
+            // Rust reference into guest memory is live across this call.
+            let lm = unsafe { LinearMemory::new(base, size) };
+            let host = c.data_mut().dataset_host();
+            let r = match lm {
+                None => Err(ErrorCode::NoAddressSpace),
+                Some(lm) => host.mapper.map(lm, &d, offset, len, at, flags & 1 != 0),
+            }
+            .and_then(|at| match host.mappings.insert(at) {
+                Some(handle) => Ok(handle),
+                None => {
+                    host.mapper.unmap(at);
+                    Err(ErrorCode::NoAddressSpace)
+                }
+            });
+            tracing::debug!(dataset = d.name(), offset, len, at, ok = r.is_ok(), "dataset.map");
+            write_result_u32(&mut c, &mem, ret, r)
+        },
+    )?;
+    linker.func_wrap(MODULE, "[method]mapping.addr", |mut c: Caller<'_, T>, h: u32| -> Result<u32> {
+        match c.data_mut().dataset_host().mappings.get(h) {
+            Some(&at) => Ok(at),
+            None => trap(format!("unknown or dropped mapping handle {h}")),
+        }
+    })?;
+    linker.func_wrap(MODULE, "[method]mapping.len", |mut c: Caller<'_, T>, h: u32| -> Result<u32> {
+        let host = c.data_mut().dataset_host();
+        match host.mappings.get(h).and_then(|&at| host.mapper.mapping_len(at)) {
+            Some(len) => Ok(len),
+            None => trap(format!("unknown or dropped mapping handle {h}")),
+        }
+    })?;
+    linker.func_wrap(MODULE, "[resource-drop]dataset", |mut c: Caller<'_, T>, h: u32| -> Result<()> {
+        match c.data_mut().dataset_host().datasets.remove(h) {
+            Some(_) => Ok(()),
+            None => trap(format!("dropping unknown or already dropped dataset handle {h}")),
+        }
+    })?;
+    linker.func_wrap(MODULE, "[resource-drop]mapping", |mut c: Caller<'_, T>, h: u32| -> Result<()> {
+        let host = c.data_mut().dataset_host();
+        match host.mappings.remove(h) {
+            Some(at) => {
+                host.mapper.unmap(at);
+                Ok(())
+            }
+            None => trap(format!("dropping unknown or already dropped mapping handle {h}")),
+        }
+    })?;
+    Ok(())
+}
+

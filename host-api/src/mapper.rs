@@ -1,0 +1,241 @@
+//! Maps dataset bytes into a guest's linear memory without copying (DESIGN §5, technique 1).
+//!
+//! The guest reserves fresh, 64 KiB-aligned pages at the top of its memory with `memory.grow`
+//! and asks for a dataset range to appear there. The mapper checks the request and replaces
+//! those pages, piece by piece, with `mmap(MAP_FIXED | MAP_PRIVATE, PROT_READ | PROT_WRITE)` of
+//! the `O_RDONLY` file (the famfs device, or the mounted file). How each requirement holds:
+//!
+//! - R1 zero-copy: the guest's loads read the file's page-cache (or dax) pages; mapping costs
+//!   one `mmap` per extent or interleave chunk whatever the size.
+//! - R2/R3 read-only, host never crashes: the file is open read-only and the mapping is
+//!   private. A store by the guest, by WASI (`fd_read` into the range) or by a host call's
+//!   output lands in a private copy of that page and never reaches the file; nothing in the
+//!   process can fault on a store there.
+//! - R4: every mapping is registered with the SIGBUS guard ([`crate::sigbus`]).
+//! - R5: the runtime configures memories that never move (`memory_may_move(false)`); mapped
+//!   ranges lie below the memory's current size, and memory never shrinks, so the guest's own
+//!   `memory.grow` only ever adds pages above them.
+//! - R6: unmapping replaces the range with anonymous zero pages; when the store is dropped
+//!   wasmtime unmaps the whole memory reservation, mappings included (the runtime never uses
+//!   the pooling allocator, whose slots outlive instances).
+//! - R7: a multi-extent or interleaved file is mapped piece by piece at consecutive addresses,
+//!   so the guest sees one contiguous range.
+//! - R8: a guest maps windows `(offset, len)` of files larger than its address space and
+//!   reuses the range after dropping a window.
+
+use crate::catalog::Dataset;
+use crate::error::ErrorCode;
+use crate::sigbus;
+use std::collections::BTreeMap;
+use std::ptr::NonNull;
+
+/// Wasm page size: `at`, `offset` and reserved lengths are multiples of it.
+pub const WASM_PAGE: u64 = 65536;
+
+/// The accessible part of one guest's linear memory, at a fixed host address.
+#[derive(Clone, Copy, Debug)]
+pub struct LinearMemory {
+    base: NonNull<u8>,
+    size: usize,
+}
+
+impl LinearMemory {
+    /// Describes a linear memory.
+    ///
+    /// # Safety
+    /// `base .. base + size` must be the accessible bytes of a wasm linear memory that never
+    /// moves (`memory_may_move(false)`), mapped read-write by the runtime, and no Rust
+    /// reference into that range may be live while [`Mapper::map`] or [`Mapper::unmap`] runs
+    /// (they replace the pages under it).
+    pub unsafe fn new(base: *mut u8, size: usize) -> Option<LinearMemory> {
+        NonNull::new(base).map(|base| LinearMemory { base, size })
+    }
+
+    /// Size of the accessible memory in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+/// One live mapping.
+struct Live {
+    /// Bytes of the guest range replaced (the request rounded up to the host page).
+    mapped_len: u64,
+    /// Dataset bytes mapped.
+    len: u32,
+    dataset: String,
+    offset: u64,
+    guard: sigbus::Registration,
+    host_start: usize,
+}
+
+/// A media error: the memory behind a dataset failed while mapped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("media error in dataset {dataset} at offset {offset}: the memory behind it failed or the file shrank while mapped")]
+pub struct MediaError {
+    /// Dataset name.
+    pub dataset: String,
+    /// Byte offset within the dataset.
+    pub offset: u64,
+}
+
+/// The live mappings of one guest instance, keyed by guest address.
+#[derive(Default)]
+pub struct Mapper {
+    live: BTreeMap<u32, Live>,
+    bytes_mapped: u64,
+    faults: Vec<MediaError>,
+}
+
+fn host_page() -> u64 {
+    rustix::param::page_size() as u64
+}
+
+impl Mapper {
+    /// No mappings.
+    pub fn new() -> Mapper {
+        sigbus::install();
+        Mapper::default()
+    }
+
+    /// Total dataset bytes ever mapped by this instance.
+    pub fn bytes_mapped(&self) -> u64 {
+        self.bytes_mapped
+    }
+
+    /// Live mappings.
+    pub fn live(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Maps `dataset[offset .. offset + len]` at guest address `at`. Checks, in this order,
+    /// each failing with `invalid-argument`: `len > 0`; `offset` and `at` 64 KiB-aligned;
+    /// the range inside the dataset (no overflow); `at .. at + round_up(len, 64 KiB)` inside
+    /// the memory; no overlap with a live mapping.
+    pub fn map(
+        &mut self,
+        mem: LinearMemory,
+        dataset: &Dataset,
+        offset: u64,
+        len: u32,
+        at: u32,
+        populate: bool,
+    ) -> Result<u32, ErrorCode> {
+        let bad = Err(ErrorCode::InvalidArgument);
+        if len == 0 || !offset.is_multiple_of(WASM_PAGE) || !u64::from(at).is_multiple_of(WASM_PAGE) {
+            return bad;
+        }
+        match offset.checked_add(u64::from(len)) {
+            Some(end) if end <= dataset.len() => {}
+            _ => return bad,
+        }
+        let reserved = u64::from(len).div_ceil(WASM_PAGE) * WASM_PAGE;
+        let end = u64::from(at) + reserved;
+        if end > mem.size as u64 {
+            return bad;
+        }
+        let overlaps = self.live.iter().any(|(&a, l)| {
+            let l_end = u64::from(a) + u64::from(l.len).div_ceil(WASM_PAGE) * WASM_PAGE;
+            u64::from(a) < end && u64::from(at) < l_end
+        });
+        if overlaps {
+            return bad;
+        }
+        let page = host_page();
+        let mapped_len = u64::from(len).div_ceil(page) * page;
+        // SAFETY: `at + mapped_len <= at + reserved <= mem.size` (checked above), so the address
+        // is inside the accessible memory.
+        let host_start = unsafe { mem.base.as_ptr().add(at as usize) } as usize;
+        let guard = sigbus::register(host_start, mapped_len as usize).map_err(|_| ErrorCode::NoAddressSpace)?;
+        let mut done = 0u64;
+        for piece in dataset.pieces(offset, u64::from(len)) {
+            let addr = host_start + piece.range_offset as usize;
+            let plen = (piece.len.div_ceil(page) * page).min(mapped_len - piece.range_offset);
+            // SAFETY: `addr .. addr + plen` lies inside `host_start .. host_start + mapped_len`,
+            // which is inside the guest's accessible memory (checked above) and overlaps no live
+            // mapping; per `LinearMemory::new`'s contract no Rust reference points into it. The
+            // file offset is page-aligned (famfs extents are 2 MiB-aligned and `offset` is 64 KiB-
+            // aligned). MAP_FIXED replaces the guest's pages; MAP_PRIVATE keeps stores private.
+            let r = unsafe {
+                rustix::mm::mmap(
+                    addr as *mut _,
+                    plen as usize,
+                    rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                    rustix::mm::MapFlags::FIXED | rustix::mm::MapFlags::PRIVATE,
+                    piece.fd,
+                    piece.file_offset,
+                )
+            };
+            if let Err(e) = r {
+                tracing::warn!(dataset = dataset.name(), "mmap failed: {e}");
+                // Put anonymous memory back over whatever was replaced so far.
+                zero_fill(host_start, done.max(piece.range_offset));
+                return Err(ErrorCode::Io);
+            }
+            done = piece.range_offset + plen;
+        }
+        if populate {
+            // SAFETY: the range was just mapped above; MADV_POPULATE_READ only faults pages in
+            // (never MAP_POPULATE, which would copy a private map). Failure is harmless: the
+            // pages then fault in on first use.
+            let _ = unsafe { rustix::mm::madvise(host_start as *mut _, mapped_len as usize, rustix::mm::Advice::LinuxPopulateRead) };
+        }
+        self.bytes_mapped += u64::from(len);
+        self.live.insert(at, Live { mapped_len, len, dataset: dataset.name().to_string(), offset, guard, host_start });
+        Ok(at)
+    }
+
+    /// Unmaps the mapping at `at`: its pages become anonymous zeros again. Returns whether a
+    /// mapping was there. A media error seen on it is kept for [`take_faults`](Self::take_faults).
+    pub fn unmap(&mut self, at: u32) -> bool {
+        let Some(l) = self.live.remove(&at) else { return false };
+        self.note_fault(&l);
+        zero_fill(l.host_start, l.mapped_len);
+        true
+    }
+
+    /// Length in bytes of the mapping at `at`.
+    pub fn mapping_len(&self, at: u32) -> Option<u32> {
+        self.live.get(&at).map(|l| l.len)
+    }
+
+    fn note_fault(&mut self, l: &Live) {
+        if let Some(off) = l.guard.fault() {
+            self.faults.push(MediaError { dataset: l.dataset.clone(), offset: l.offset + off as u64 });
+        }
+    }
+
+    /// Media errors seen since the last call (on live and unmapped mappings).
+    pub fn take_faults(&mut self) -> Vec<MediaError> {
+        let live: Vec<MediaError> = self
+            .live
+            .values()
+            .filter_map(|l| l.guard.fault().map(|off| MediaError { dataset: l.dataset.clone(), offset: l.offset + off as u64 }))
+            .collect();
+        let mut all = std::mem::take(&mut self.faults);
+        all.extend(live);
+        all
+    }
+}
+
+/// Replaces `[start, start + len)` with anonymous zero pages.
+fn zero_fill(start: usize, len: u64) {
+    if len == 0 {
+        return;
+    }
+    // SAFETY: callers pass a range this mapper mapped inside a guest memory (so the runtime
+    // owns it and nothing references it); mapping anonymous private memory over it restores
+    // what `memory.grow` had put there: zeroed read-write pages.
+    let r = unsafe {
+        rustix::mm::mmap_anonymous(
+            start as *mut _,
+            len as usize,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::FIXED | rustix::mm::MapFlags::PRIVATE,
+        )
+    };
+    if let Err(e) = r {
+        // Leaving a file mapping in place is still safe (private, read-only file); say so.
+        tracing::error!("could not unmap a dataset range from guest memory: {e}");
+    }
+}

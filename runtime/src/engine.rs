@@ -1,0 +1,75 @@
+//! The wasmtime engine configuration every guest runs under (DESIGN §5, §7).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::{Config, Engine, OptLevel};
+
+/// How often the epoch advances; the granularity of `--timeout`.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Engine-wide options (the per-invocation limits are in [`crate::Limits`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EngineOptions {
+    /// Count fuel, so invocations can be given a fuel budget. Costs some speed.
+    pub fuel: bool,
+}
+
+/// A configured engine plus the thread that advances its epoch for timeouts.
+pub struct SandboxEngine {
+    engine: Engine,
+    stop: Arc<AtomicBool>,
+    options: EngineOptions,
+}
+
+impl SandboxEngine {
+    /// Builds the engine:
+    /// - memories never move (`memory_may_move(false)`) inside a 4 GiB reservation with a 2 GiB
+    ///   guard, so bounds checks are elided and dataset mappings stay put (R5);
+    /// - no pooling allocator (R6: slots would outlive instances) and no copy-on-write memory
+    ///   images of a custom memory creator (core modules use wasmtime's own memories);
+    /// - epoch interruption for timeouts, fuel when asked, a bounded wasm stack.
+    pub fn new(options: EngineOptions) -> wasmtime::Result<SandboxEngine> {
+        let mut c = Config::new();
+        c.cranelift_opt_level(OptLevel::Speed)
+            .memory_reservation(1 << 32)
+            .memory_guard_size(2 << 30)
+            .memory_reservation_for_growth(0)
+            .memory_may_move(false)
+            .epoch_interruption(true)
+            .consume_fuel(options.fuel)
+            .max_wasm_stack(1 << 20);
+        let engine = Engine::new(&c)?;
+        // After the engine exists, so wasmtime's own signal handlers are installed first and
+        // the SIGBUS guard chains to whatever was there.
+        famfs_host_api::sigbus::install();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (e, s) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("famfs-run-epoch".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    e.increment_epoch();
+                }
+            })
+            .map_err(wasmtime::Error::from)?;
+        Ok(SandboxEngine { engine, stop, options })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The options it was built with.
+    pub fn options(&self) -> EngineOptions {
+        self.options
+    }
+}
+
+impl Drop for SandboxEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,63 @@
+//! Per-invocation limits (DESIGN §7): time, fuel, memory.
+
+use std::time::Duration;
+
+/// Limits of one invocation.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Wall-clock budget for running the guest (not compiling it). `None`: unlimited.
+    pub timeout: Option<Duration>,
+    /// Fuel budget; needs an engine built with fuel. `None`: unlimited.
+    pub fuel: Option<u64>,
+    /// Largest linear memory, in bytes; mapped datasets count, as they live in it.
+    pub max_memory: u64,
+    /// Largest table, in elements.
+    pub max_table_elements: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { timeout: None, fuel: None, max_memory: 4 << 30, max_table_elements: 100_000 }
+    }
+}
+
+/// Enforces the memory and table limits and remembers what it refused, so that a guest that
+/// traps after an allocation failure is reported as hitting the limit.
+#[derive(Debug)]
+pub struct Limiter {
+    max_memory: usize,
+    max_table: usize,
+    /// Largest memory size seen, in bytes.
+    pub peak_memory: usize,
+    /// The size of the first refused growth.
+    pub denied: Option<usize>,
+}
+
+impl Limiter {
+    /// A limiter for `limits`.
+    pub fn new(limits: &Limits) -> Limiter {
+        Limiter {
+            max_memory: usize::try_from(limits.max_memory).unwrap_or(usize::MAX),
+            max_table: limits.max_table_elements,
+            peak_memory: 0,
+            denied: None,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let ok = desired <= self.max_memory && maximum.is_none_or(|m| desired <= m);
+        if ok {
+            self.peak_memory = self.peak_memory.max(desired);
+        } else {
+            self.peak_memory = self.peak_memory.max(current);
+            self.denied.get_or_insert(desired);
+        }
+        Ok(ok)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= self.max_table && maximum.is_none_or(|m| desired <= m))
+    }
+}

@@ -1,0 +1,106 @@
+//! Zero-copy benchmark (prints a table; not a test). In one run, on one file:
+//! - native: mmap + wrapping u64 sum, compiled for the host;
+//! - guest mapped: `sum-u64` mapping the file zero-copy (famfs:dataset map);
+//! - guest WASI read: `sum-u64 --mode wasi` reading the same file through WASI fd_read;
+//! - map + instantiate: a guest that only maps a 1 MiB and a 3 GiB file.
+//!
+//! `FAMFS_BENCH_SIZE` (default 1G) sets the file size, `FAMFS_BENCH_DIR` where it is written
+//! (default /dev/shm, else the temp dir), `FAMFS_BENCH_RUNS` the repetitions (default 5).
+
+use famfs_host_api::Catalog;
+use famfs_run_tests::harness::{catalog_mount, run_with};
+use famfs_runtime::Limits;
+use std::path::Path;
+use std::time::Instant;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn native_sum(path: &Path) -> (u64, f64) {
+    let f = std::fs::File::open(path).unwrap();
+    let t = Instant::now();
+    // SAFETY: the benchmark owns this file and nothing truncates it while it is mapped.
+    let m = unsafe { memmap2::Mmap::map(&f).unwrap() };
+    let mut acc = [0u64; 4];
+    let mut chunks = m.chunks_exact(32);
+    for c in &mut chunks {
+        for (i, a) in acc.iter_mut().enumerate() {
+            *a = a.wrapping_add(u64::from_le_bytes(c[i * 8..i * 8 + 8].try_into().unwrap()));
+        }
+    }
+    let mut s = acc.iter().fold(0u64, |x, y| x.wrapping_add(*y));
+    s = s.wrapping_add(famfs_run_tests::native::sum_u64(chunks.remainder()));
+    (s, t.elapsed().as_secs_f64())
+}
+
+fn main() {
+    let size = std::env::var("FAMFS_BENCH_SIZE").map_or(1 << 30, |s| famfs::units::parse_size(&s).expect("FAMFS_BENCH_SIZE"));
+    let runs: usize = std::env::var("FAMFS_BENCH_RUNS").map_or(5, |s| s.parse().expect("FAMFS_BENCH_RUNS"));
+    let base = std::env::var_os("FAMFS_BENCH_DIR").map_or_else(
+        || if Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() },
+        Into::into,
+    );
+    let dir = tempfile::Builder::new().prefix("famfs-bench-").tempdir_in(&base).unwrap();
+    let root = dir.path().join("mnt");
+    std::fs::create_dir_all(&root).unwrap();
+    let file = root.join("data.bin");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        let mut left = size as usize;
+        let mut seed = 1;
+        while left > 0 {
+            let chunk = famfs_run_tests::pattern(left.min(8 << 20), seed);
+            w.write_all(&chunk).unwrap();
+            left -= chunk.len();
+            seed += 1;
+        }
+    }
+    let gb = size as f64 / 1e9;
+    println!("famfs-run zero-copy benchmark: {} byte file in {}", size, base.display());
+    let (want, _) = native_sum(&file);
+    let mut native = Vec::new();
+    let mut mapped = Vec::new();
+    let mut wasi = Vec::new();
+    for _ in 0..runs {
+        let (s, t) = native_sum(&file);
+        assert_eq!(s, want);
+        native.push(t);
+        let r = run_with("sum-u64", &["data.bin"], catalog_mount(&root, &["/"]), &[], Limits::default());
+        assert_eq!(r.ok().split_whitespace().next().unwrap(), want.to_string(), "mapped guest sum");
+        mapped.push(r.outcome.metrics.run_ms / 1000.0);
+        let r = run_with("sum-u64", &["--mode", "wasi", "/d/data.bin"], Catalog::empty(), &[("/d", root.clone())], Limits::default());
+        assert_eq!(r.ok().split_whitespace().next().unwrap(), want.to_string(), "WASI guest sum");
+        wasi.push(r.outcome.metrics.run_ms / 1000.0);
+    }
+    let (n, m, w) = (median(native), median(mapped), median(wasi));
+    println!();
+    println!("| sum of {size} bytes (median of {runs}) | seconds | GB/s | vs native |");
+    println!("|---|---:|---:|---:|");
+    println!("| native mmap | {n:.4} | {:.2} | 1.00x |", gb / n);
+    println!("| guest, mapped zero-copy | {m:.4} | {:.2} | {:.2}x |", gb / m, n / m);
+    println!("| guest, WASI fd_read | {w:.4} | {:.2} | {:.2}x |", gb / w, n / w);
+
+    // Map + instantiate: 1 MiB vs 3 GiB (sparse: mapping never touches the pages).
+    let small = root.join("small.bin");
+    std::fs::write(&small, famfs_run_tests::pattern(1 << 20, 7)).unwrap();
+    let big = root.join("big.bin");
+    std::fs::File::create(&big).unwrap().set_len(3 << 30).unwrap();
+    let mut table = Vec::new();
+    for name in ["small.bin", "big.bin"] {
+        let mut times = Vec::new();
+        for _ in 0..runs.max(5) {
+            let r = run_with("adversary", &["map-only", name], catalog_mount(&root, &["/"]), &[], Limits::default());
+            r.ok();
+            times.push(r.outcome.metrics.instantiate_ms + r.outcome.metrics.run_ms);
+        }
+        table.push((name, median(times)));
+    }
+    println!();
+    println!("| map + instantiate (median) | ms | vs 1 MiB |");
+    println!("|---|---:|---:|");
+    println!("| 1 MiB | {:.3} | 1.00x |", table[0].1);
+    println!("| 3 GiB | {:.3} | {:.2}x |", table[1].1, table[1].1 / table[0].1);
+}

@@ -1,0 +1,72 @@
+//! famfs-run as a user runs it: `famfs-run --device demo.img --dataset / wc.wasm FILE`.
+
+use famfs_run_tests::{ImageFile, famfs_run, guest, image_with, native, scratch, text};
+use serde_json::Value;
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn wc_over_an_image_prints_the_counts() {
+    let dir = scratch();
+    let data = text(3 << 20, 5);
+    let img = image_with(dir.path(), 64 << 20, &[ImageFile { path: "logs/app.log", data: &data, strips: None }]);
+    let wc = guest("wc");
+    let o = famfs_run().args(["--device", s(&img), "--dataset", "/", s(&wc), "logs/app.log"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (l, w, b) = native::wc(&data);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{l} {w} {b} logs/app.log\n"));
+
+    // FAMFS_DEVICE stands in for --device; --json carries the outcome, metrics and output.
+    let o = famfs_run().env("FAMFS_DEVICE", &img).args(["--dataset", "logs", "--json", s(&wc), "logs/app.log"]).output().unwrap();
+    assert!(o.status.success());
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"]["exit_code"], 0);
+    assert_eq!(v["stdout"], format!("{l} {w} {b} logs/app.log\n"));
+    assert_eq!(v["metrics"]["bytes_mapped"], b);
+    assert!(v["metrics"]["peak_memory"].as_u64().unwrap() >= b);
+    assert!(v["metrics"]["run_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn guest_exit_codes_and_errors_pass_through() {
+    let dir = scratch();
+    let img = image_with(dir.path(), 16 << 20, &[ImageFile { path: "a", data: b"x", strips: None }]);
+    let wc = guest("wc");
+    // The guest reports not-found and exits 1: famfs-run exits 1 too.
+    let o = famfs_run().args(["-d", s(&img), "--dataset", "/", s(&wc), "missing"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("error:"));
+    // A timeout is 124, with a one-line message.
+    let o = famfs_run().args(["--timeout", "200ms", s(&guest("adversary")), "spin"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(124));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ran out of time"));
+    // --json on failure: the error kind for programs.
+    let o = famfs_run().args(["--json", "--max-memory", "32M", s(&guest("adversary")), "memory-bomb"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"]["error"]["kind"], "memory-limit");
+}
+
+#[test]
+fn bad_invocations_get_clear_messages() {
+    let dir = scratch();
+    let comp = dir.path().join("component.wasm");
+    // The preamble of a component (layer 1): famfs-run tells it apart from a core module.
+    std::fs::write(&comp, b"\0asm\x0d\x00\x01\x00").unwrap();
+    let o = famfs_run().arg(s(&comp)).output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is a WebAssembly component"));
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let o = famfs_run().arg(s(&junk)).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot compile the module"));
+    let o = famfs_run().args(["--dataset", "/", s(&guest("wc"))]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--dataset needs a source"));
+    let img = image_with(dir.path(), 16 << 20, &[ImageFile { path: "a", data: b"x", strips: None }]);
+    let o = famfs_run().args(["-d", s(&img), "--dataset", "nope", s(&guest("wc"))]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot grant 'nope'"));
+    let o = famfs_run().args(["--timeout", "soon", s(&guest("wc"))]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a duration"));
+}
