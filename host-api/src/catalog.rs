@@ -39,7 +39,10 @@ enum Source {
     /// No source: nothing can be granted.
     Empty,
     Famfs(Arc<Famfs>),
-    Mount { dir: Arc<cap_std::fs::Dir>, root: PathBuf },
+    Mount {
+        dir: Arc<cap_std::fs::Dir>,
+        root: PathBuf,
+    },
 }
 
 /// Where a dataset's bytes are.
@@ -93,7 +96,9 @@ impl Dataset {
         }
         let n = (buf.len() as u64).min(self.len - offset) as usize;
         match &self.backing {
-            Backing::Famfs { fs, file } => fs.read_at(file, offset, &mut buf[..n]).map_err(|_| ErrorCode::Io),
+            Backing::Famfs { fs, file } => fs
+                .read_at(file, offset, &mut buf[..n])
+                .map_err(|_| ErrorCode::Io),
             Backing::File(f) => {
                 let mut done = 0;
                 while done < n {
@@ -123,7 +128,12 @@ impl Dataset {
                     len: p.len,
                 })
                 .collect(),
-            Backing::File(f) => vec![FilePiece { fd: f.as_fd(), range_offset: 0, file_offset: offset, len }],
+            Backing::File(f) => vec![FilePiece {
+                fd: f.as_fd(),
+                range_offset: 0,
+                file_offset: offset,
+                len,
+            }],
         }
     }
 }
@@ -154,12 +164,18 @@ pub struct Catalog {
 impl Catalog {
     /// A catalog with no datasets at all.
     pub fn empty() -> Catalog {
-        Catalog { source: Arc::new(Source::Empty), grants: Vec::new() }
+        Catalog {
+            source: Arc::new(Source::Empty),
+            grants: Vec::new(),
+        }
     }
 
     /// A catalog over an opened famfs (image file or dax device); nothing granted yet.
     pub fn from_famfs(fs: Arc<Famfs>) -> Catalog {
-        Catalog { source: Arc::new(Source::Famfs(fs)), grants: Vec::new() }
+        Catalog {
+            source: Arc::new(Source::Famfs(fs)),
+            grants: Vec::new(),
+        }
     }
 
     /// A catalog over a famfs image or device at `path`, opened read-only.
@@ -169,9 +185,19 @@ impl Catalog {
 
     /// A catalog over a mounted famfs (or any directory).
     pub fn open_mount(path: &Path) -> Result<Catalog, CatalogError> {
-        let dir = cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())
-            .map_err(|cause| CatalogError::Mount { path: path.into(), cause })?;
-        Ok(Catalog { source: Arc::new(Source::Mount { dir: Arc::new(dir), root: path.into() }), grants: Vec::new() })
+        let dir = cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority()).map_err(
+            |cause| CatalogError::Mount {
+                path: path.into(),
+                cause,
+            },
+        )?;
+        Ok(Catalog {
+            source: Arc::new(Source::Mount {
+                dir: Arc::new(dir),
+                root: path.into(),
+            }),
+            grants: Vec::new(),
+        })
     }
 
     /// The famfs behind this catalog, if it is an image or device.
@@ -193,7 +219,10 @@ impl Catalog {
     /// Grants a file or directory (and everything below it); `/` grants everything. The name
     /// must exist.
     pub fn grant(&mut self, name: &str) -> Result<(), CatalogError> {
-        let err = |why: String| CatalogError::Grant { name: name.to_string(), why };
+        let err = |why: String| CatalogError::Grant {
+            name: name.to_string(),
+            why,
+        };
         let grant = match famfs::path::parse_maybe_root(name).map_err(|e| err(e.to_string()))? {
             None => Grant::Everything,
             Some(p) => {
@@ -217,7 +246,10 @@ impl Catalog {
             Grant::Everything => true,
             Grant::Under(p) => {
                 name.as_str() == p.as_str()
-                    || name.as_str().strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with('/'))
+                    || name
+                        .as_str()
+                        .strip_prefix(p.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
             }
         })
     }
@@ -236,9 +268,14 @@ impl Catalog {
         match &*self.source {
             Source::Empty => Err(ErrorCode::NotPermitted),
             Source::Famfs(fs) => match fs.namespace().lookup(path.as_str()) {
-                Ok(Lookup::File(f)) => {
-                    Ok(Dataset { name: name.into(), len: f.size, backing: Backing::Famfs { fs: fs.clone(), file: f.clone() } })
-                }
+                Ok(Lookup::File(f)) => Ok(Dataset {
+                    name: name.into(),
+                    len: f.size,
+                    backing: Backing::Famfs {
+                        fs: fs.clone(),
+                        file: f.clone(),
+                    },
+                }),
                 Ok(Lookup::Dir(_)) | Err(_) => Err(ErrorCode::NotFound),
             },
             Source::Mount { dir, .. } => {
@@ -247,7 +284,11 @@ impl Catalog {
                 if !meta.is_file() {
                     return Err(ErrorCode::NotFound);
                 }
-                Ok(Dataset { name: name.into(), len: meta.len(), backing: Backing::File(Arc::new(f.into_std())) })
+                Ok(Dataset {
+                    name: name.into(),
+                    len: meta.len(),
+                    backing: Backing::File(Arc::new(f.into_std())),
+                })
             }
         }
     }
@@ -260,13 +301,19 @@ impl Catalog {
             Source::Famfs(fs) => {
                 for f in fs.namespace().files() {
                     if self.granted(&f.path) {
-                        out.push(DatasetInfo { name: f.path.to_string(), len: f.size });
+                        out.push(DatasetInfo {
+                            name: f.path.to_string(),
+                            len: f.size,
+                        });
                     }
                 }
             }
             Source::Mount { dir, .. } => walk(dir, None, &mut |p, len| {
                 if self.granted(&p) {
-                    out.push(DatasetInfo { name: p.to_string(), len });
+                    out.push(DatasetInfo {
+                        name: p.to_string(),
+                        len,
+                    });
                 }
             }),
         }
@@ -292,7 +339,9 @@ fn io_code(e: &std::io::Error) -> ErrorCode {
 fn walk(dir: &cap_std::fs::Dir, prefix: Option<&RelPath>, f: &mut dyn FnMut(RelPath, u64)) {
     let Ok(entries) = dir.entries() else { return };
     for e in entries.flatten() {
-        let Ok(name) = e.file_name().into_string() else { continue };
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
         let Ok(path) = (match prefix {
             None => RelPath::from_log(&name),
             Some(p) => p.join(&name),

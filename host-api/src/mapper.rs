@@ -71,7 +71,9 @@ struct Live {
 
 /// A media error: the memory behind a dataset failed while mapped.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("media error in dataset {dataset} at offset {offset}: the memory behind it failed or the file shrank while mapped")]
+#[error(
+    "media error in dataset {dataset} at offset {offset}: the memory behind it failed or the file shrank while mapped"
+)]
 pub struct MediaError {
     /// Dataset name.
     pub dataset: String,
@@ -122,7 +124,8 @@ impl Mapper {
         populate: bool,
     ) -> Result<u32, ErrorCode> {
         let bad = Err(ErrorCode::InvalidArgument);
-        if len == 0 || !offset.is_multiple_of(WASM_PAGE) || !u64::from(at).is_multiple_of(WASM_PAGE) {
+        if len == 0 || !offset.is_multiple_of(WASM_PAGE) || !u64::from(at).is_multiple_of(WASM_PAGE)
+        {
             return bad;
         }
         match offset.checked_add(u64::from(len)) {
@@ -146,7 +149,8 @@ impl Mapper {
         // SAFETY: `at + mapped_len <= at + reserved <= mem.size` (checked above), so the address
         // is inside the accessible memory.
         let host_start = unsafe { mem.base.as_ptr().add(at as usize) } as usize;
-        let guard = sigbus::register(host_start, mapped_len as usize).map_err(|_| ErrorCode::NoAddressSpace)?;
+        let guard = sigbus::register(host_start, mapped_len as usize)
+            .map_err(|_| ErrorCode::NoAddressSpace)?;
         let mut done = 0u64;
         for piece in dataset.pieces(offset, u64::from(len)) {
             let addr = host_start + piece.range_offset as usize;
@@ -178,17 +182,35 @@ impl Mapper {
             // SAFETY: the range was just mapped above; MADV_POPULATE_READ only faults pages in
             // (never MAP_POPULATE, which would copy a private map). Failure is harmless: the
             // pages then fault in on first use.
-            let _ = unsafe { rustix::mm::madvise(host_start as *mut _, mapped_len as usize, rustix::mm::Advice::LinuxPopulateRead) };
+            let _ = unsafe {
+                rustix::mm::madvise(
+                    host_start as *mut _,
+                    mapped_len as usize,
+                    rustix::mm::Advice::LinuxPopulateRead,
+                )
+            };
         }
         self.bytes_mapped += u64::from(len);
-        self.live.insert(at, Live { mapped_len, len, dataset: dataset.name().to_string(), offset, guard, host_start });
+        self.live.insert(
+            at,
+            Live {
+                mapped_len,
+                len,
+                dataset: dataset.name().to_string(),
+                offset,
+                guard,
+                host_start,
+            },
+        );
         Ok(at)
     }
 
     /// Unmaps the mapping at `at`: its pages become anonymous zeros again. Returns whether a
     /// mapping was there. A media error seen on it is kept for [`take_faults`](Self::take_faults).
     pub fn unmap(&mut self, at: u32) -> bool {
-        let Some(l) = self.live.remove(&at) else { return false };
+        let Some(l) = self.live.remove(&at) else {
+            return false;
+        };
         self.note_fault(&l);
         zero_fill(l.host_start, l.mapped_len);
         true
@@ -201,7 +223,10 @@ impl Mapper {
 
     fn note_fault(&mut self, l: &Live) {
         if let Some(off) = l.guard.fault() {
-            self.faults.push(MediaError { dataset: l.dataset.clone(), offset: l.offset + off as u64 });
+            self.faults.push(MediaError {
+                dataset: l.dataset.clone(),
+                offset: l.offset + off as u64,
+            });
         }
     }
 
@@ -210,7 +235,12 @@ impl Mapper {
         let live: Vec<MediaError> = self
             .live
             .values()
-            .filter_map(|l| l.guard.fault().map(|off| MediaError { dataset: l.dataset.clone(), offset: l.offset + off as u64 }))
+            .filter_map(|l| {
+                l.guard.fault().map(|off| MediaError {
+                    dataset: l.dataset.clone(),
+                    offset: l.offset + off as u64,
+                })
+            })
             .collect();
         let mut all = std::mem::take(&mut self.faults);
         all.extend(live);

@@ -72,7 +72,10 @@ pub fn install() {
             libc::sigemptyset(&mut act.sa_mask);
             let prev = (*PREVIOUS.0.get()).as_mut_ptr();
             if libc::sigaction(libc::SIGBUS, &act, prev) != 0 {
-                panic!("cannot install the SIGBUS handler: {}", std::io::Error::last_os_error());
+                panic!(
+                    "cannot install the SIGBUS handler: {}",
+                    std::io::Error::last_os_error()
+                );
             }
         }
     });
@@ -93,7 +96,10 @@ pub struct GuardFull;
 /// Guards `[start, start + len)`. [`install`] must have been called.
 pub fn register(start: usize, len: usize) -> Result<Registration, GuardFull> {
     for (i, s) in SLOTS.iter().enumerate() {
-        if s.used.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if s.used
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
             s.fault.store(0, Ordering::Relaxed);
             s.start.store(start, Ordering::Relaxed);
             // Publishing `end` last makes the slot visible to the handler.
@@ -158,7 +164,9 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
                     0,
                 );
             }
-            let _ = s.fault.compare_exchange(0, addr - start + 1, Ordering::AcqRel, Ordering::Relaxed);
+            let _ =
+                s.fault
+                    .compare_exchange(0, addr - start + 1, Ordering::AcqRel, Ordering::Relaxed);
             return;
         }
     }
@@ -168,7 +176,8 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     let handler = prev.sa_sigaction;
     if prev.sa_flags & libc::SA_SIGINFO != 0 {
         // SAFETY: the previous handler was installed with SA_SIGINFO, so it has this signature.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = unsafe { std::mem::transmute(handler) };
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(handler) };
         f(sig, info, ctx);
     } else if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
         // SAFETY: restoring the default disposition; returning re-runs the faulting

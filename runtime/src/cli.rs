@@ -1,15 +1,19 @@
 //! The `famfs-run` command line (DESIGN §8); `bin/famfs-run.rs` calls [`main`].
 
+use crate::{EngineOptions, Invocation, Limits, RunError, SandboxEngine, Stdio};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use famfs_host_api::Catalog;
-use crate::{EngineOptions, Invocation, Limits, RunError, SandboxEngine, Stdio};
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "famfs-run", version, about = "Run a WebAssembly guest over famfs datasets, zero-copy and read-only")]
+#[command(
+    name = "famfs-run",
+    version,
+    about = "Run a WebAssembly guest over famfs datasets, zero-copy and read-only"
+)]
 struct Cli {
     /// famfs image file or dax device (/dev/daxX.Y); files are found through its log.
     #[arg(short = 'd', long, env = "FAMFS_DEVICE", conflicts_with = "mount")]
@@ -50,24 +54,36 @@ struct Cli {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration such as 30s, 500ms or 2m"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration such as 30s, 500ms or 2m"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("'{s}' has an unknown unit '{unit}'; use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "'{s}' has an unknown unit '{unit}'; use ms, s, m or h"
+            ));
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is out of range"))
 }
 
 /// `GUEST=PATH`; with a mount, PATH is resolved inside it and may not climb out.
 fn parse_dir(spec: &str, mount: Option<&Path>, device: bool) -> Result<(String, PathBuf)> {
-    let (guest, path) = spec.split_once('=').with_context(|| format!("--dir '{spec}' must look like GUEST=PATH, e.g. /data=datasets"))?;
+    let (guest, path) = spec.split_once('=').with_context(|| {
+        format!("--dir '{spec}' must look like GUEST=PATH, e.g. /data=datasets")
+    })?;
     if device {
-        bail!("--dir needs --mount for now: WASI files straight from a famfs image or dax device come with the components work; mount the famfs, or map datasets with --dataset");
+        bail!(
+            "--dir needs --mount for now: WASI files straight from a famfs image or dax device come with the components work; mount the famfs, or map datasets with --dataset"
+        );
     }
     let host = match mount {
         Some(root) => {
@@ -101,8 +117,13 @@ pub fn main() -> i32 {
         1 => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).without_time().init();
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .init();
     match main_inner(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -114,7 +135,8 @@ pub fn main() -> i32 {
 
 fn main_inner(cli: Cli) -> Result<i32> {
     let mut catalog = match (&cli.device, &cli.mount) {
-        (Some(d), _) => Catalog::open_device(d).with_context(|| format!("cannot open the famfs on {}", d.display()))?,
+        (Some(d), _) => Catalog::open_device(d)
+            .with_context(|| format!("cannot open the famfs on {}", d.display()))?,
         (None, Some(m)) => Catalog::open_mount(m)?,
         (None, None) if cli.datasets.is_empty() => Catalog::empty(),
         (None, None) => bail!("--dataset needs a source: --device IMAGE_OR_DAX or --mount DIR"),
@@ -130,21 +152,41 @@ fn main_inner(cli: Cli) -> Result<i32> {
     let env = cli
         .env
         .iter()
-        .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).with_context(|| format!("--env '{kv}' must look like K=V")))
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--env '{kv}' must look like K=V"))
+        })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = std::fs::read(&cli.module).with_context(|| format!("cannot read {}", cli.module.display()))?;
-    let engine = SandboxEngine::new(EngineOptions { fuel: cli.fuel.is_some() }).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let bytes = std::fs::read(&cli.module)
+        .with_context(|| format!("cannot read {}", cli.module.display()))?;
+    let engine = SandboxEngine::new(EngineOptions {
+        fuel: cli.fuel.is_some(),
+    })
+    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let module = crate::compile(&engine, &bytes)?;
     let linker = crate::linker(&engine).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let program = cli.module.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
+    let program = cli
+        .module
+        .file_name()
+        .map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
     let inv = Invocation {
         program,
         args: cli.args.clone(),
         env,
         catalog,
         dirs,
-        limits: Limits { timeout: cli.timeout, fuel: cli.fuel, max_memory: cli.max_memory, ..Limits::default() },
-        stdio: if cli.json { Stdio::Capture } else { Stdio::Inherit },
+        limits: Limits {
+            timeout: cli.timeout,
+            fuel: cli.fuel,
+            max_memory: cli.max_memory,
+            ..Limits::default()
+        },
+        stdio: if cli.json {
+            Stdio::Capture
+        } else {
+            Stdio::Inherit
+        },
     };
     let outcome = crate::run(&engine, &linker, &module, inv);
     let code = match &outcome.result {
@@ -153,7 +195,10 @@ fn main_inner(cli: Cli) -> Result<i32> {
     };
     if cli.json {
         let mut v = serde_json::to_value(&outcome)?;
-        let text = |b: &Option<Vec<u8>>| b.as_deref().map(|b| String::from_utf8_lossy(b).into_owned());
+        let text = |b: &Option<Vec<u8>>| {
+            b.as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        };
         v["stdout"] = text(&outcome.stdout).into();
         v["stderr"] = text(&outcome.stderr).into();
         let mut out = std::io::stdout().lock();
