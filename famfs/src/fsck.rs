@@ -131,6 +131,7 @@ pub fn fsck(device: &Device, identity: Option<&SystemIdentity>) -> FsckReport {
         Err(e) => {
             report.superblock = Some(sb);
             report.unreadable = Some(e.to_string());
+            report.problems = problems;
             return report;
         }
     };
@@ -148,6 +149,7 @@ pub fn fsck(device: &Device, identity: Option<&SystemIdentity>) -> FsckReport {
             report.superblock = Some(sb);
             report.log = Some(header);
             report.unreadable = Some(e.to_string());
+            report.problems = problems;
             return report;
         }
     };
