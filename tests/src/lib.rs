@@ -104,13 +104,6 @@ pub fn sha256_file(p: &Path) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The famfs-run command line as a process.
-pub fn famfs_run() -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_famfs-run-under-test"));
-    c.env_remove("FAMFS_DEVICE");
-    c
-}
-
 /// Native versions of the example guests' computations.
 pub mod native {
     /// (lines, words, bytes) as coreutils wc in the C locale.

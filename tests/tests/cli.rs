@@ -1,7 +1,14 @@
 //! famfs-run as a user runs it: `famfs-run --device demo.img --dataset / wc.wasm FILE`.
 
-use famfs_run_tests::{ImageFile, famfs_run, guest, image_with, native, scratch, text};
+use famfs_run_tests::{ImageFile, guest, image_with, native, scratch, text};
 use serde_json::Value;
+
+/// The famfs-run command line as a process.
+fn famfs_run() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_famfs-run-under-test"));
+    c.env_remove("FAMFS_DEVICE");
+    c
+}
 
 fn s(p: &std::path::Path) -> &str {
     p.to_str().unwrap()

@@ -1,0 +1,239 @@
+//! Address space for mappings: fresh 64 KiB pages obtained with `memory.grow` (never through
+//! the allocator), kept in a free list so windows and repeated maps reuse them.
+
+use crate::Error;
+use std::cell::RefCell;
+
+/// A Wasm page, the unit of `memory.grow` and of mapping alignment.
+pub(crate) const PAGE: u64 = 65536;
+
+/// Pages in a 4 GiB (wasm32) memory.
+pub(crate) const MAX_PAGES: u64 = 65536;
+
+/// A run of pages reserved for one mapping: `start .. start + pages`, in pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reservation {
+    pub(crate) start: u32,
+    pub(crate) pages: u32,
+}
+
+impl Reservation {
+    /// Guest address of the first byte. `start < 65536`, so this cannot overflow.
+    pub(crate) fn addr(&self) -> u32 {
+        self.start * PAGE as u32
+    }
+}
+
+/// The free list: disjoint, non-adjacent runs sorted by start.
+#[derive(Debug, Default)]
+pub(crate) struct Pool {
+    free: Vec<(u32, u32)>,
+}
+
+impl Pool {
+    pub(crate) const fn new() -> Pool {
+        Pool { free: Vec::new() }
+    }
+
+    /// Reserves `pages` pages: the smallest free run that fits (split if larger); else the
+    /// topmost free run extended by growing memory, if it ends where memory ends; else fresh
+    /// pages. `mem_pages` is the current memory size; `grow(n)` is `memory.grow(n)` (the old size
+    /// in pages, or `None` if memory cannot grow).
+    pub(crate) fn take(
+        &mut self,
+        pages: u32,
+        mem_pages: u32,
+        mut grow: impl FnMut(u32) -> Option<u32>,
+    ) -> Result<Reservation, Error> {
+        debug_assert!(pages > 0);
+        let best =
+            self.free.iter().enumerate().filter(|(_, (_, n))| *n >= pages).min_by_key(|(_, (_, n))| *n).map(|(i, _)| i);
+        if let Some(i) = best {
+            let (start, n) = self.free[i];
+            if n == pages {
+                self.free.remove(i);
+            } else {
+                self.free[i] = (start + pages, n - pages);
+            }
+            return Ok(Reservation { start, pages });
+        }
+        if let Some(&(start, n)) = self.free.last()
+            && start + n == mem_pages
+        {
+            let extra = pages - n;
+            match grow(extra) {
+                Some(old) if old == mem_pages => {
+                    self.free.pop();
+                    return Ok(Reservation { start, pages });
+                }
+                // Someone else grew memory in between (cannot happen in a single-threaded
+                // guest): keep what we got and fall through to fresh pages.
+                Some(old) => self.give(Reservation { start: old, pages: extra }),
+                None => return Err(Error::MemoryGrow { pages: u64::from(pages) }),
+            }
+        }
+        match grow(pages) {
+            Some(start) => Ok(Reservation { start, pages }),
+            None => Err(Error::MemoryGrow { pages: u64::from(pages) }),
+        }
+    }
+
+    /// Returns a run to the free list, merging it with its neighbours.
+    pub(crate) fn give(&mut self, r: Reservation) {
+        let i = self.free.partition_point(|&(s, _)| s < r.start);
+        let (mut start, mut n) = (r.start, r.pages);
+        if i < self.free.len() && start + n == self.free[i].0 {
+            n += self.free[i].1;
+            self.free.remove(i);
+        }
+        if i > 0 && self.free[i - 1].0 + self.free[i - 1].1 == start {
+            start = self.free[i - 1].0;
+            n += self.free[i - 1].1;
+            self.free[i - 1] = (start, n);
+        } else {
+            self.free.insert(i, (start, n));
+        }
+    }
+
+    #[cfg(test)]
+    fn runs(&self) -> &[(u32, u32)] {
+        &self.free
+    }
+}
+
+thread_local! {
+    // A wasm32 guest without the threads proposal has one thread, and this is then a plain
+    // static; with threads, each thread keeps its own free list (still correct: every run came
+    // from memory.grow, which never hands the same pages out twice).
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool::new()) };
+}
+
+#[cfg(target_arch = "wasm32")]
+fn memory_pages() -> u32 {
+    core::arch::wasm32::memory_size(0) as u32
+}
+
+#[cfg(target_arch = "wasm32")]
+fn memory_grow(pages: u32) -> Option<u32> {
+    match core::arch::wasm32::memory_grow(0, pages as usize) {
+        usize::MAX => None,
+        old => Some(old as u32),
+    }
+}
+
+// Off wasm there is no linear memory to grow (lets the crate build and its tests run natively).
+#[cfg(not(target_arch = "wasm32"))]
+fn memory_pages() -> u32 {
+    0
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn memory_grow(_pages: u32) -> Option<u32> {
+    None
+}
+
+/// Reserves `pages` fresh or reused pages for a mapping.
+pub(crate) fn reserve(pages: u32) -> Result<Reservation, Error> {
+    if u64::from(pages) > MAX_PAGES {
+        return Err(Error::NoAddressSpace);
+    }
+    POOL.with_borrow_mut(|p| p.take(pages, memory_pages(), memory_grow))
+}
+
+/// Gives a reservation back once nothing is mapped in it any more.
+pub(crate) fn release(r: Reservation) {
+    // `try_with`: during thread teardown the pool may be gone; the pages are then simply lost.
+    let _ = POOL.try_with(|p| p.borrow_mut().give(r));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake memory: `size` pages, growing up to `max`.
+    struct Mem {
+        size: u32,
+        max: u32,
+    }
+
+    impl Mem {
+        fn grow(&mut self) -> impl FnMut(u32) -> Option<u32> + '_ {
+            |n| {
+                if self.size + n > self.max {
+                    return None;
+                }
+                let old = self.size;
+                self.size += n;
+                Some(old)
+            }
+        }
+    }
+
+    #[test]
+    fn reuses_freed_runs_exactly() {
+        let mut mem = Mem { size: 10, max: 100 };
+        let mut p = Pool::new();
+        let a = p.take(4, mem.size, mem.grow()).unwrap();
+        assert_eq!(a, Reservation { start: 10, pages: 4 });
+        assert_eq!(a.addr(), 10 * 65536);
+        p.give(a);
+        let size = mem.size;
+        let b = p.take(4, size, mem.grow()).unwrap();
+        assert_eq!(b, a);
+        assert_eq!(mem.size, 14);
+    }
+
+    #[test]
+    fn splits_best_fit_and_merges() {
+        let mut mem = Mem { size: 0, max: 100 };
+        let mut p = Pool::new();
+        let a = p.take(8, mem.size, mem.grow()).unwrap();
+        let b = p.take(2, mem.size, mem.grow()).unwrap();
+        let c = p.take(3, mem.size, mem.grow()).unwrap();
+        p.give(a);
+        p.give(c);
+        assert_eq!(p.runs(), &[(0, 8), (10, 3)]);
+        // Best fit: the 3-page run, not the 8-page one.
+        let d = p.take(2, mem.size, mem.grow()).unwrap();
+        assert_eq!(d, Reservation { start: 10, pages: 2 });
+        assert_eq!(p.runs(), &[(0, 8), (12, 1)]);
+        p.give(d);
+        p.give(b);
+        assert_eq!(p.runs(), &[(0, 13)]);
+    }
+
+    #[test]
+    fn extends_the_top_run() {
+        let mut mem = Mem { size: 5, max: 100 };
+        let mut p = Pool::new();
+        let a = p.take(4, mem.size, mem.grow()).unwrap();
+        p.give(a);
+        let size = mem.size;
+        let b = p.take(6, size, mem.grow()).unwrap();
+        assert_eq!(b, Reservation { start: 5, pages: 6 });
+        assert_eq!(mem.size, 11);
+        assert!(p.runs().is_empty());
+    }
+
+    #[test]
+    fn does_not_extend_a_run_below_other_memory() {
+        let mut mem = Mem { size: 5, max: 100 };
+        let mut p = Pool::new();
+        let a = p.take(4, mem.size, mem.grow()).unwrap();
+        p.give(a);
+        mem.size += 3; // the allocator grew memory above the run
+        let size = mem.size;
+        let b = p.take(6, size, mem.grow()).unwrap();
+        assert_eq!(b, Reservation { start: 12, pages: 6 });
+        assert_eq!(p.runs(), &[(5, 4)]);
+    }
+
+    #[test]
+    fn failed_grow_is_an_error() {
+        let mut mem = Mem { size: 5, max: 8 };
+        let mut p = Pool::new();
+        let size = mem.size;
+        assert_eq!(p.take(4, size, mem.grow()), Err(Error::MemoryGrow { pages: 4 }));
+        assert!(p.runs().is_empty());
+    }
+}
