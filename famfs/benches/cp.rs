@@ -45,12 +45,9 @@ fn run() -> Result<(), String> {
         return Err("FAMFS_BENCH_SIZE must be at least one byte".into());
     }
     let reps: usize = match std::env::var("FAMFS_BENCH_REPS") {
-        Ok(s) => s
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or(format!("FAMFS_BENCH_REPS={s} is not a positive number"))?,
+        Ok(s) => {
+            s.trim().parse().ok().filter(|&n| n > 0).ok_or(format!("FAMFS_BENCH_REPS={s} is not a positive number"))?
+        }
         Err(_) if benching => 3,
         Err(_) => 1,
     };
@@ -80,15 +77,8 @@ fn run() -> Result<(), String> {
         std::fs::remove_file(&copy).map_err(|e| format!("remove {}: {e}", copy.display()))?;
 
         // A fresh image each time so every run allocates from an empty file system.
-        famfs::mkfs(
-            &img,
-            &MkfsOptions {
-                size: Some(image_size),
-                ..Default::default()
-            },
-            &identity,
-        )
-        .map_err(|e| format!("mkfs {}: {e}", img.display()))?;
+        famfs::mkfs(&img, &MkfsOptions { size: Some(image_size), ..Default::default() }, &identity)
+            .map_err(|e| format!("mkfs {}: {e}", img.display()))?;
         famfs_times.push(time_famfsctl(&famfsctl, &src, &img)?);
         verify(&img, &src, size)?;
         std::fs::remove_file(&img).map_err(|e| format!("remove {}: {e}", img.display()))?;
@@ -111,12 +101,8 @@ fn famfsctl_binary() -> Result<PathBuf, String> {
     if built.is_file() {
         return Ok(built);
     }
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find the bench executable: {e}"))?;
-    if let Some(p) = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("famfsctl"))
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the bench executable: {e}"))?;
+    if let Some(p) = exe.parent().and_then(Path::parent).map(|d| d.join("famfsctl"))
         && p.is_file()
     {
         return Ok(p);
@@ -132,10 +118,7 @@ fn famfsctl_binary() -> Result<PathBuf, String> {
 fn work_dir(needed: u64) -> Result<tempfile::TempDir, String> {
     let candidates: Vec<PathBuf> = match std::env::var_os("FAMFS_BENCH_DIR") {
         Some(d) => vec![PathBuf::from(d)],
-        None => vec![
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
-            std::env::temp_dir(),
-        ],
+        None => vec![PathBuf::from(env!("CARGO_TARGET_TMPDIR")), std::env::temp_dir()],
     };
     let mut refused = Vec::new();
     for c in &candidates {
@@ -150,11 +133,7 @@ fn work_dir(needed: u64) -> Result<tempfile::TempDir, String> {
                     .tempdir_in(c)
                     .map_err(|e| format!("cannot make a directory in {}: {e}", c.display()));
             }
-            Ok(st) => refused.push(format!(
-                "{} has {} free",
-                c.display(),
-                format_size(st.f_bavail * st.f_frsize)
-            )),
+            Ok(st) => refused.push(format!("{} has {} free", c.display(), format_size(st.f_bavail * st.f_frsize))),
             Err(e) => refused.push(format!("{}: {e}", c.display())),
         }
     }
@@ -196,25 +175,13 @@ fn write_source(path: &Path, size: u64) -> Result<(), String> {
 /// coreutils cp, then fsync of the copy.
 fn time_cp(src: &Path, copy: &Path, size: u64) -> Result<Duration, String> {
     let t = Instant::now();
-    let out = Command::new("cp")
-        .arg(src)
-        .arg(copy)
-        .output()
-        .map_err(|e| format!("cannot run cp: {e}"))?;
+    let out = Command::new("cp").arg(src).arg(copy).output().map_err(|e| format!("cannot run cp: {e}"))?;
     if !out.status.success() {
-        return Err(format!(
-            "cp failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("cp failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)));
     }
-    File::open(copy)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| format!("fsync {}: {e}", copy.display()))?;
+    File::open(copy).and_then(|f| f.sync_all()).map_err(|e| format!("fsync {}: {e}", copy.display()))?;
     let took = t.elapsed();
-    let len = std::fs::metadata(copy)
-        .map_err(|e| format!("stat {}: {e}", copy.display()))?
-        .len();
+    let len = std::fs::metadata(copy).map_err(|e| format!("stat {}: {e}", copy.display()))?.len();
     if len != size {
         return Err(format!("cp made a {len}-byte copy of a {size}-byte file"));
     }
@@ -236,11 +203,7 @@ fn time_famfsctl(famfsctl: &Path, src: &Path, img: &Path) -> Result<Duration, St
         .map_err(|e| format!("cannot run {}: {e}", famfsctl.display()))?;
     let took = t.elapsed();
     if !out.status.success() {
-        return Err(format!(
-            "famfsctl cp failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("famfsctl cp failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)));
     }
     Ok(took)
 }
@@ -249,15 +212,9 @@ fn time_famfsctl(famfsctl: &Path, src: &Path, img: &Path) -> Result<Duration, St
 /// chunk.
 fn verify(img: &Path, src: &Path, size: u64) -> Result<(), String> {
     let fs = Famfs::open(img).map_err(|e| format!("open {}: {e}", img.display()))?;
-    let file = fs
-        .namespace()
-        .file("file")
-        .map_err(|e| format!("{}: {e}", img.display()))?;
+    let file = fs.namespace().file("file").map_err(|e| format!("{}: {e}", img.display()))?;
     if file.size != size {
-        return Err(format!(
-            "the famfs copy holds {} bytes, the source {size}",
-            file.size
-        ));
+        return Err(format!("the famfs copy holds {} bytes, the source {size}", file.size));
     }
     let source = File::open(src).map_err(|e| format!("open {}: {e}", src.display()))?;
     let mut reader = fs.reader(file);
@@ -265,22 +222,11 @@ fn verify(img: &Path, src: &Path, size: u64) -> Result<(), String> {
     let mut off = 0u64;
     while off < size {
         let n = (size - off).min(CHUNK as u64) as usize;
-        reader
-            .read_exact(&mut a[..n])
-            .map_err(|e| format!("read the famfs copy at {off}: {e}"))?;
-        source
-            .read_exact_at(&mut b[..n], off)
-            .map_err(|e| format!("read {} at {off}: {e}", src.display()))?;
+        reader.read_exact(&mut a[..n]).map_err(|e| format!("read the famfs copy at {off}: {e}"))?;
+        source.read_exact_at(&mut b[..n], off).map_err(|e| format!("read {} at {off}: {e}", src.display()))?;
         if a[..n] != b[..n] {
-            let at = off
-                + a[..n]
-                    .iter()
-                    .zip(&b[..n])
-                    .position(|(x, y)| x != y)
-                    .unwrap_or(0) as u64;
-            return Err(format!(
-                "the famfs copy differs from the source at byte {at}"
-            ));
+            let at = off + a[..n].iter().zip(&b[..n]).position(|(x, y)| x != y).unwrap_or(0) as u64;
+            return Err(format!("the famfs copy differs from the source at byte {at}"));
         }
         off += n as u64;
     }
@@ -294,26 +240,13 @@ fn median(times: &[Duration]) -> Duration {
 }
 
 fn print_table(size: u64, base: &[Duration], famfs: &[Duration]) {
-    let runs = |t: &[Duration]| {
-        t.iter()
-            .map(|d| format!("{:.3}", d.as_secs_f64()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let runs = |t: &[Duration]| t.iter().map(|d| format!("{:.3}", d.as_secs_f64())).collect::<Vec<_>>().join(", ");
     let gbs = |d: Duration| size as f64 / 1e9 / d.as_secs_f64();
     let (mb, mf) = (median(base), median(famfs));
     println!();
-    println!(
-        "| copy of {} | runs (s) | median (s) | GB/s | time vs cp |",
-        format_size(size)
-    );
+    println!("| copy of {} | runs (s) | median (s) | GB/s | time vs cp |", format_size(size));
     println!("|---|---|---|---|---|");
-    println!(
-        "| cp + fsync | {} | {:.3} | {:.2} | 1.00 |",
-        runs(base),
-        mb.as_secs_f64(),
-        gbs(mb)
-    );
+    println!("| cp + fsync | {} | {:.3} | {:.2} | 1.00 |", runs(base), mb.as_secs_f64(), gbs(mb));
     println!(
         "| famfsctl cp | {} | {:.3} | {:.2} | {:.2} |",
         runs(famfs),
@@ -322,8 +255,5 @@ fn print_table(size: u64, base: &[Duration], famfs: &[Duration]) {
         mf.as_secs_f64() / mb.as_secs_f64()
     );
     println!();
-    println!(
-        "famfsctl/cp time ratio (medians): {:.2}",
-        mf.as_secs_f64() / mb.as_secs_f64()
-    );
+    println!("famfsctl/cp time ratio (medians): {:.2}", mf.as_secs_f64() / mb.as_secs_f64());
 }

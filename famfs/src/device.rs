@@ -141,25 +141,26 @@ impl Device {
     /// devices, and `/sys/dev/char/MAJ:MIN/size` for dax devices.
     pub fn open_with(path: impl AsRef<Path>, access: Access, mode: IoMode) -> Result<Device, DeviceError> {
         let path = path.as_ref().to_path_buf();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(access == Access::ReadWrite)
-            .open(&path)
-            .map_err(|cause| {
-                let hint = match cause.kind() {
-                    io::ErrorKind::NotFound => "; create an image with `famfsctl mkfs --size 1G FILE`",
-                    io::ErrorKind::PermissionDenied => "; run as a user that may open it (dax devices usually need root)",
-                    _ => "",
-                };
-                DeviceError::Open { path: path.clone(), cause, hint }
-            })?;
-        let meta = file.metadata().map_err(|cause| DeviceError::Io { op: "stat", path: path.clone(), offset: 0, cause })?;
+        let file = OpenOptions::new().read(true).write(access == Access::ReadWrite).open(&path).map_err(|cause| {
+            let hint = match cause.kind() {
+                io::ErrorKind::NotFound => "; create an image with `famfsctl mkfs --size 1G FILE`",
+                io::ErrorKind::PermissionDenied => "; run as a user that may open it (dax devices usually need root)",
+                _ => "",
+            };
+            DeviceError::Open { path: path.clone(), cause, hint }
+        })?;
+        let meta =
+            file.metadata().map_err(|cause| DeviceError::Io { op: "stat", path: path.clone(), offset: 0, cause })?;
         let ft = meta.file_type();
         let (kind, size) = if ft.is_file() {
             (DeviceKind::Image, meta.len())
         } else if ft.is_block_device() {
-            let size = std::io::Seek::seek(&mut &file, io::SeekFrom::End(0))
-                .map_err(|cause| DeviceError::Io { op: "seek to the end of", path: path.clone(), offset: 0, cause })?;
+            let size = std::io::Seek::seek(&mut &file, io::SeekFrom::End(0)).map_err(|cause| DeviceError::Io {
+                op: "seek to the end of",
+                path: path.clone(),
+                offset: 0,
+                cause,
+            })?;
             (DeviceKind::Block, size)
         } else if ft.is_char_device() {
             let rdev = meta.rdev();
@@ -257,13 +258,21 @@ impl Device {
         self.check_range(offset, len)?;
         let chunk = len.min(1 << 30) as usize;
         if let Some(m) = &self.map {
-            return m.read_from(src, src_off, offset, chunk).map(|n| n as u64).map_err(self.io_err("copy into", offset));
+            return m
+                .read_from(src, src_off, offset, chunk)
+                .map(|n| n as u64)
+                .map_err(self.io_err("copy into", offset));
         }
         let (mut s, mut d) = (src_off, offset);
         match rustix::fs::copy_file_range(src, Some(&mut s), &self.file, Some(&mut d), chunk) {
             Ok(n) => return Ok(n as u64),
             // Not supported between these files: fall back to a buffered copy.
-            Err(rustix::io::Errno::XDEV | rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::OPNOTSUPP) => {}
+            Err(
+                rustix::io::Errno::XDEV
+                | rustix::io::Errno::INVAL
+                | rustix::io::Errno::NOSYS
+                | rustix::io::Errno::OPNOTSUPP,
+            ) => {}
             Err(e) => return Err(self.io_err("copy into", offset)(e.into())),
         }
         let mut buf = vec![0u8; chunk.min(8 << 20)];
@@ -313,9 +322,9 @@ pub(crate) fn dax_size(sysfs: &Path, major: u32, minor: u32) -> Result<u64, (Pat
     }
     let size_path = dir.join("size");
     let text = std::fs::read_to_string(&size_path).map_err(|e| (size_path.clone(), e))?;
-    text.trim()
-        .parse::<u64>()
-        .map_err(|e| (size_path, io::Error::new(io::ErrorKind::InvalidData, format!("'{}' is not a size: {e}", text.trim()))))
+    text.trim().parse::<u64>().map_err(|e| {
+        (size_path, io::Error::new(io::ErrorKind::InvalidData, format!("'{}' is not a size: {e}", text.trim())))
+    })
 }
 
 #[cfg(test)]

@@ -71,7 +71,9 @@ pub enum MapError {
         devindex: u64,
     },
     /// An extent is not aligned to the allocation unit.
-    #[error("extent {index} (offset {offset:#x}, length {len:#x}) is not aligned to the {alloc_unit:#x}-byte allocation unit")]
+    #[error(
+        "extent {index} (offset {offset:#x}, length {len:#x}) is not aligned to the {alloc_unit:#x}-byte allocation unit"
+    )]
     Misaligned {
         /// Extent or strip number.
         index: usize,
@@ -167,7 +169,9 @@ impl FileMap {
         }
         if let FileMap::Interleaved { chunk_size, strips } = self {
             if *chunk_size == 0 || !chunk_size.is_power_of_two() || chunk_size % alloc_unit != 0 {
-                return Err(MapError::Interleave("the chunk size must be a power of two and a multiple of the allocation unit"));
+                return Err(MapError::Interleave(
+                    "the chunk size must be a power of two and a multiple of the allocation unit",
+                ));
             }
             let len = strips[0].len;
             if strips.iter().any(|s| s.len != len) {

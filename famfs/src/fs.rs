@@ -1,11 +1,11 @@
 //! An opened famfs: superblock, log and namespace of one device, and reading file bytes.
 
+use crate::Error;
 use crate::device::{Access, Device};
 use crate::error::FormatError;
 use crate::log::{LOG_ENTRY_LEN, LOG_HEADER_LEN, LogEntry, LogHeader, entry_offset};
 use crate::namespace::{FileMeta, Geometry, Namespace, ReplayReport};
 use crate::superblock::{LOG_OFFSET, SUPERBLOCK_LEN, Superblock};
-use crate::Error;
 use std::path::Path;
 
 /// The superblock of `device`.
@@ -28,7 +28,11 @@ pub fn read_log_header(device: &Device, sb: &Superblock) -> Result<LogHeader, Er
 
 /// Reads and decodes entries `from..header.next_index`. An entry that fails validation is
 /// re-read once after invalidating its cache lines, as famfs does for non-coherent memory.
-pub fn read_log_entries(device: &Device, header: &LogHeader, from: u64) -> Result<Vec<Result<LogEntry, FormatError>>, Error> {
+pub fn read_log_entries(
+    device: &Device,
+    header: &LogHeader,
+    from: u64,
+) -> Result<Vec<Result<LogEntry, FormatError>>, Error> {
     let count = header.next_index.saturating_sub(from);
     if count == 0 {
         return Ok(Vec::new());
@@ -54,7 +58,8 @@ pub fn read_log_entries(device: &Device, header: &LogHeader, from: u64) -> Resul
             if bytes.len() < LOG_ENTRY_LEN {
                 return Err(first);
             }
-            match device.invalidate_range(off, LOG_ENTRY_LEN as u64).and_then(|_| device.read_exact_at(&mut again, off)) {
+            match device.invalidate_range(off, LOG_ENTRY_LEN as u64).and_then(|_| device.read_exact_at(&mut again, off))
+            {
                 Ok(()) => LogEntry::decode(&again, index),
                 Err(_) => Err(first),
             }
@@ -103,7 +108,11 @@ impl Famfs {
     pub fn refresh(&mut self) -> Result<ReplayReport, Error> {
         let sb = read_superblock(&self.device)?;
         if sb.fs_uuid != self.sb.fs_uuid {
-            return Err(Error::Replaced { device: self.device.path().to_path_buf(), old: self.sb.fs_uuid, new: sb.fs_uuid });
+            return Err(Error::Replaced {
+                device: self.device.path().to_path_buf(),
+                old: self.sb.fs_uuid,
+                new: sb.fs_uuid,
+            });
         }
         let header = read_log_header(&self.device, &sb)?;
         let have = self.entries.len() as u64;
@@ -112,7 +121,11 @@ impl Famfs {
         let from = self.entries.len();
         self.entries.extend(new);
         self.header = header;
-        let report = if self.ns.next_index() == from as u64 { self.ns.replay(&self.entries[from..], &geometry) } else { ReplayReport::default() };
+        let report = if self.ns.next_index() == from as u64 {
+            self.ns.replay(&self.entries[from..], &geometry)
+        } else {
+            ReplayReport::default()
+        };
         merge(&mut self.report, &report);
         Ok(report)
     }

@@ -140,7 +140,10 @@ pub fn fsck(device: &Device, identity: Option<&SystemIdentity>) -> FsckReport {
             entry: None,
             offset: Some(crate::superblock::LOG_OFFSET + 32),
             kind: "header-seqnum",
-            message: format!("famfs_log_next_seqnum is {} but famfs_log_next_index is {}", header.next_seqnum, header.next_index),
+            message: format!(
+                "famfs_log_next_seqnum is {} but famfs_log_next_index is {}",
+                header.next_seqnum, header.next_index
+            ),
         });
     }
     let entries = match read_log_entries(device, &header, 0) {
@@ -174,7 +177,9 @@ pub fn fsck(device: &Device, identity: Option<&SystemIdentity>) -> FsckReport {
                         entry: Some(index),
                         offset: Some(entry_offset(index) + 8),
                         kind: "bad-type",
-                        message: format!("entry {index}: type {entry_type} is not one famfs writes (ignored by logplay)"),
+                        message: format!(
+                            "entry {index}: type {entry_type} is not one famfs writes (ignored by logplay)"
+                        ),
                     });
                 }
                 if let Err(why) = ns.apply_at(index, entry, &g) {

@@ -26,7 +26,9 @@ pub enum IdentityError {
         cause: io::Error,
     },
     /// The file could not be created.
-    #[error("cannot create the system UUID file {path}: {cause}; run as root or set {ENV_SYSTEM_UUID_FILE} to a writable path")]
+    #[error(
+        "cannot create the system UUID file {path}: {cause}; run as root or set {ENV_SYSTEM_UUID_FILE} to a writable path"
+    )]
     Create {
         /// The file.
         path: PathBuf,
@@ -79,7 +81,8 @@ impl SystemIdentity {
         if let Ok(text) = std::env::var(ENV_SYSTEM_UUID) {
             return parse(&text, ENV_SYSTEM_UUID);
         }
-        let path = std::env::var_os(ENV_SYSTEM_UUID_FILE).map_or_else(|| PathBuf::from(SYSTEM_UUID_PATH), PathBuf::from);
+        let path =
+            std::env::var_os(ENV_SYSTEM_UUID_FILE).map_or_else(|| PathBuf::from(SYSTEM_UUID_PATH), PathBuf::from);
         match Self::from_file(&path) {
             Err(IdentityError::Read { cause, .. }) if create && cause.kind() == io::ErrorKind::NotFound => {
                 create_file(&path)

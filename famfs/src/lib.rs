@@ -102,7 +102,9 @@ pub enum Error {
         owner: uuid::Uuid,
     },
     /// The log has no free slot.
-    #[error("log full: all {slots} entries of the {log_len}-byte log are used; make a new file system with a larger --log-len")]
+    #[error(
+        "log full: all {slots} entries of the {log_len}-byte log are used; make a new file system with a larger --log-len"
+    )]
     LogFull {
         /// Slots in the log.
         slots: u64,

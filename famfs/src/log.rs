@@ -324,7 +324,12 @@ fn decode_file(r: &Reader<'_>) -> Result<FileEntry, FormatError> {
     let map = match ext_type {
         EXT_SIMPLE => {
             if count == 0 || count as usize > MAX_EXTENTS {
-                return Err(r.invalid(OFF_FMAP_COUNT, "fmap_nextents", count.into(), "a simple map holds 1 to 16 extents"));
+                return Err(r.invalid(
+                    OFF_FMAP_COUNT,
+                    "fmap_nextents",
+                    count.into(),
+                    "a simple map holds 1 to 16 extents",
+                ));
             }
             let extents = (0..count as usize)
                 .map(|i| read_extent(r, OFF_FMAP_SE + i * EXTENT_LEN))
@@ -333,11 +338,21 @@ fn decode_file(r: &Reader<'_>) -> Result<FileEntry, FormatError> {
         }
         EXT_INTERLEAVE => {
             if count != 1 {
-                return Err(r.invalid(OFF_FMAP_COUNT, "fmap_niext", count.into(), "an interleaved map holds exactly 1 interleaved extent"));
+                return Err(r.invalid(
+                    OFF_FMAP_COUNT,
+                    "fmap_niext",
+                    count.into(),
+                    "an interleaved map holds exactly 1 interleaved extent",
+                ));
             }
             let nstrips = r.u64(OFF_IE_NSTRIPS, "ie_nstrips")?;
             if nstrips == 0 || nstrips as usize > MAX_EXTENTS {
-                return Err(r.invalid(OFF_IE_NSTRIPS, "ie_nstrips", nstrips, "an interleaved extent has 1 to 16 strips"));
+                return Err(r.invalid(
+                    OFF_IE_NSTRIPS,
+                    "ie_nstrips",
+                    nstrips,
+                    "an interleaved extent has 1 to 16 strips",
+                ));
             }
             let chunk_size = r.u64(OFF_IE_CHUNK, "ie_chunk_size")?;
             let strips = (0..nstrips as usize)
@@ -345,7 +360,14 @@ fn decode_file(r: &Reader<'_>) -> Result<FileEntry, FormatError> {
                 .collect::<Result<Vec<_>, _>>()?;
             FileMap::Interleaved { chunk_size, strips }
         }
-        other => return Err(r.invalid(OFF_FMAP_EXT_TYPE, "fmap_ext_type", other.into(), "only 0 (simple) and 1 (interleave) exist")),
+        other => {
+            return Err(r.invalid(
+                OFF_FMAP_EXT_TYPE,
+                "fmap_ext_type",
+                other.into(),
+                "only 0 (simple) and 1 (interleave) exist",
+            ));
+        }
     };
     Ok(FileEntry {
         size: r.u64(OFF_FM_SIZE, "fm_size")?,

@@ -212,10 +212,8 @@ const ROOT: usize = 0;
 impl Namespace {
     /// An empty tree: the root directory only (mode 0755, owned by root, as a fresh mount).
     pub fn new() -> Namespace {
-        let root = Node::Dir {
-            meta: DirMeta { mode: 0o755, uid: 0, gid: 0, entry_index: None },
-            children: BTreeMap::new(),
-        };
+        let root =
+            Node::Dir { meta: DirMeta { mode: 0o755, uid: 0, gid: 0, entry_index: None }, children: BTreeMap::new() };
         Namespace { nodes: vec![root], next_index: 0, stopped: false }
     }
 
@@ -297,9 +295,7 @@ impl Namespace {
         }
         let node = match &entry.body {
             EntryBody::File(f) => {
-                f.map
-                    .validate(f.size, g.device_size, g.data_start, g.alloc_unit)
-                    .map_err(Rejection::BadMap)?;
+                f.map.validate(f.size, g.device_size, g.data_start, g.alloc_unit).map_err(Rejection::BadMap)?;
                 Node::File(FileMeta {
                     path,
                     size: f.size,
@@ -362,10 +358,9 @@ impl Namespace {
     /// The entries of the directory at `path`, sorted by name.
     pub fn read_dir(&self, path: &str) -> Result<Vec<DirEntry<'_>>, LookupError> {
         match &self.nodes[self.find_user_path(path)?] {
-            Node::Dir { children, .. } => Ok(children
-                .iter()
-                .map(|(name, &id)| DirEntry { name, node: self.entry_node(id) })
-                .collect()),
+            Node::Dir { children, .. } => {
+                Ok(children.iter().map(|(name, &id)| DirEntry { name, node: self.entry_node(id) }).collect())
+            }
             Node::File(_) => Err(LookupError::NotADirectory(path.to_string())),
         }
     }

@@ -125,13 +125,7 @@ fn daxdev_name_string(name: &[u8; DAXDEV_NAME_LEN]) -> String {
 
 impl Superblock {
     /// A new superblock for mkfs.
-    pub fn new(
-        format: FormatVersion,
-        log_len: u64,
-        dev_size: u64,
-        system_uuid: Uuid,
-        device_name: &str,
-    ) -> Superblock {
+    pub fn new(format: FormatVersion, log_len: u64, dev_size: u64, system_uuid: Uuid, device_name: &str) -> Superblock {
         let (omf_major, omf_minor) = format.omf();
         let mut daxdev_name = [0u8; DAXDEV_NAME_LEN];
         // famfs copies the name with a bounded 64-byte copy: a longer name loses its tail and NUL.
@@ -173,12 +167,7 @@ impl Superblock {
         let omf_major = r.u32(OFF_OMF_MAJOR, "ts_omf_ver_major")?;
         let omf_minor = r.u32(OFF_OMF_MINOR, "ts_omf_ver_minor")?;
         if FormatVersion::from_fields(version, omf_major).is_none() {
-            return Err(FormatError::UnsupportedVersion {
-                offset: r.at(OFF_VERSION),
-                version,
-                omf_major,
-                omf_minor,
-            });
+            return Err(FormatError::UnsupportedVersion { offset: r.at(OFF_VERSION), version, omf_major, omf_minor });
         }
         r.check_crc(CRC_COVERED, OFF_CRC, "ts_crc", "superblock")?;
         let alloc_unit = r.u64(OFF_ALLOC_UNIT, "ts_alloc_unit")?;
@@ -187,11 +176,21 @@ impl Superblock {
         }
         let log_offset = r.u64(OFF_LOG_OFFSET, "ts_log_offset")?;
         if log_offset != LOG_OFFSET {
-            return Err(r.invalid(OFF_LOG_OFFSET, "ts_log_offset", log_offset, "famfs always places the log at 0x200000"));
+            return Err(r.invalid(
+                OFF_LOG_OFFSET,
+                "ts_log_offset",
+                log_offset,
+                "famfs always places the log at 0x200000",
+            ));
         }
         let log_len = r.u64(OFF_LOG_LEN, "ts_log_len")?;
         if !log_len.is_power_of_two() || log_len < DEFAULT_LOG_LEN {
-            return Err(r.invalid(OFF_LOG_LEN, "ts_log_len", log_len, "the log length must be a power of two of at least 8 MiB"));
+            return Err(r.invalid(
+                OFF_LOG_LEN,
+                "ts_log_len",
+                log_len,
+                "the log length must be a power of two of at least 8 MiB",
+            ));
         }
         let dev_size = r.u64(OFF_DD_SIZE, "ts_daxdev.dd_size")?;
         if dev_size < LOG_OFFSET + log_len {

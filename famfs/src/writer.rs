@@ -9,7 +9,9 @@ use crate::device::{Access, Device, DeviceKind};
 use crate::fmap::FileMap;
 use crate::fs::{Famfs, geometry, read_superblock};
 use crate::identity::{Role, SystemIdentity};
-use crate::log::{EntryBody, FM_ALL_HOSTS_RW, FileEntry, LOG_ENTRY_LEN, LOG_HEADER_LEN, LogEntry, LogHeader, MkdirEntry, entry_offset};
+use crate::log::{
+    EntryBody, FM_ALL_HOSTS_RW, FileEntry, LOG_ENTRY_LEN, LOG_HEADER_LEN, LogEntry, LogHeader, MkdirEntry, entry_offset,
+};
 use crate::namespace::{FileMeta, Lookup, LookupError};
 use crate::path::RelPath;
 use crate::superblock::{ALLOC_UNIT, DEFAULT_LOG_LEN, FormatVersion, LOG_OFFSET, SUPERBLOCK_AREA, Superblock};
@@ -71,24 +73,32 @@ impl Default for MkfsOptions {
 pub fn mkfs(path: &Path, opts: &MkfsOptions, identity: &SystemIdentity) -> Result<Superblock, Error> {
     let bad = |m: String| Err(Error::Mkfs(m));
     if !opts.log_len.is_power_of_two() || opts.log_len < DEFAULT_LOG_LEN {
-        return bad(format!("the log length {} is not a power of two of at least 8 MiB (e.g. 8M, 16M, 256M)", opts.log_len));
+        return bad(format!(
+            "the log length {} is not a power of two of at least 8 MiB (e.g. 8M, 16M, 256M)",
+            opts.log_len
+        ));
     }
     let min_size = LOG_OFFSET + opts.log_len + ALLOC_UNIT;
     if let Some(size) = opts.size {
         if size < min_size {
-            return bad(format!("--size {size} is too small: the superblock, the log and one 2 MiB file need {min_size} bytes"));
+            return bad(format!(
+                "--size {size} is too small: the superblock, the log and one 2 MiB file need {min_size} bytes"
+            ));
         }
         if size % ALLOC_UNIT != 0 {
             return bad(format!("--size {size} is not a multiple of 2 MiB, famfs' allocation unit"));
         }
         if !path.exists() {
-            File::create_new(path).map_err(|cause| Error::Io { what: format!("create image {}", path.display()), cause })?;
+            File::create_new(path)
+                .map_err(|cause| Error::Io { what: format!("create image {}", path.display()), cause })?;
         }
     }
     let device = Device::open(path, Access::ReadWrite)?;
     device.lock_exclusive()?;
     match read_superblock(&device) {
-        Ok(old) if !opts.force => return Err(Error::AlreadyFormatted { device: path.into(), uuid: Some(old.fs_uuid), version: old.version }),
+        Ok(old) if !opts.force => {
+            return Err(Error::AlreadyFormatted { device: path.into(), uuid: Some(old.fs_uuid), version: old.version });
+        }
         Err(Error::Format { error: FormatError::UnsupportedVersion { version, .. }, .. }) if !opts.force => {
             return Err(Error::AlreadyFormatted { device: path.into(), uuid: None, version });
         }
@@ -96,7 +106,11 @@ pub fn mkfs(path: &Path, opts: &MkfsOptions, identity: &SystemIdentity) -> Resul
     }
     if let Some(size) = opts.size {
         if device.kind() != DeviceKind::Image {
-            return bad(format!("--size applies to image files only; {} is a device of {} bytes", path.display(), device.size()));
+            return bad(format!(
+                "--size applies to image files only; {} is a device of {} bytes",
+                path.display(),
+                device.size()
+            ));
         }
         device.file().set_len(size).map_err(|cause| Error::Io { what: format!("resize {}", path.display()), cause })?;
     }
@@ -310,14 +324,23 @@ impl Writer {
         Ok(self.fs.namespace().file(path.as_str())?.clone())
     }
 
-    fn copy_in(&self, path: &RelPath, map: &FileMap, src: Source<'_>, size: u64, progress: &mut dyn FnMut(u64)) -> Result<(), Error> {
+    fn copy_in(
+        &self,
+        path: &RelPath,
+        map: &FileMap,
+        src: Source<'_>,
+        size: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), Error> {
         let dev = self.fs.device();
         let mut copied = 0u64;
         for piece in map.pieces(0, size) {
             let mut done = 0;
             while done < piece.len {
                 let n = match src {
-                    Source::File(f) => dev.copy_from(f, piece.file_offset + done, piece.device_offset + done, piece.len - done)?,
+                    Source::File(f) => {
+                        dev.copy_from(f, piece.file_offset + done, piece.device_offset + done, piece.len - done)?
+                    }
                     Source::Bytes(b) => {
                         let start = (piece.file_offset + done) as usize;
                         let n = (piece.len - done).min(64 << 20) as usize;

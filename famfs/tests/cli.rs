@@ -68,7 +68,10 @@ fn a_new_user_session() {
     assert!(rec.contains("/data/src/sub:\nbig.bin\n"), "{rec}");
     let rows = json(&["-d", img, "ls", "-R", "--json"]);
     let paths: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["path"].as_str().unwrap()).collect();
-    assert_eq!(paths, ["copy.txt", "data", "data/src", "data/x", "data/src/a.txt", "data/src/sub", "data/src/sub/big.bin"]);
+    assert_eq!(
+        paths,
+        ["copy.txt", "data", "data/src", "data/x", "data/src/a.txt", "data/src/sub", "data/src/sub/big.bin"]
+    );
     let bigrow = rows.as_array().unwrap().iter().find(|r| r["path"] == "data/src/sub/big.bin").unwrap();
     assert_eq!(bigrow["size"], 3 << 20);
     assert_eq!(bigrow["type"], "file");

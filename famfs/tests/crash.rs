@@ -89,17 +89,8 @@ impl SourceTree {
         let mut dirs = BTreeSet::new();
         let mut order = Vec::new();
         walk_source(root, "", &mut dirs, &mut order);
-        assert_eq!(
-            order.len(),
-            files.len() + dirs.len(),
-            "the walk found every file and directory"
-        );
-        SourceTree {
-            root: root.to_path_buf(),
-            files,
-            dirs,
-            order,
-        }
+        assert_eq!(order.len(), files.len() + dirs.len(), "the walk found every file and directory");
+        SourceTree { root: root.to_path_buf(), files, dirs, order }
     }
 
     /// Log entries one complete copy appends.
@@ -109,28 +100,18 @@ impl SourceTree {
 
     /// Bytes one complete copy allocates.
     fn allocation(&self) -> u64 {
-        self.files
-            .values()
-            .map(|b| (b.len() as u64).div_ceil(ALLOC_UNIT) * ALLOC_UNIT)
-            .sum()
+        self.files.values().map(|b| (b.len() as u64).div_ceil(ALLOC_UNIT) * ALLOC_UNIT).sum()
     }
 }
 
 fn walk_source(dir: &Path, rel: &str, dirs: &mut BTreeSet<String>, order: &mut Vec<String>) {
     dirs.insert(rel.to_string());
     order.push(rel.to_string());
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let name = e.file_name().into_string().unwrap();
-        let child = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
+        let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
         if e.file_type().unwrap().is_dir() {
             walk_source(&e.path(), &child, dirs, order);
         } else {
@@ -153,16 +134,9 @@ struct Visible {
 fn verify_run(fs: &Famfs, run: &str, src: &SourceTree) -> Visible {
     match fs.namespace().lookup(run) {
         Err(_) => {
-            return Visible {
-                started: false,
-                files: 0,
-                dirs: 0,
-            };
+            return Visible { started: false, files: 0, dirs: 0 };
         }
-        Ok(Lookup::File(f)) => panic!(
-            "/{run} is a file of {} bytes; cp makes it a directory",
-            f.size
-        ),
+        Ok(Lookup::File(f)) => panic!("/{run} is a file of {} bytes; cp makes it a directory", f.size),
         Ok(Lookup::Dir(_)) => {}
     }
     let mut seen = BTreeSet::new();
@@ -172,55 +146,29 @@ fn verify_run(fs: &Famfs, run: &str, src: &SourceTree) -> Visible {
     // the first k entries of that order. A hole would mean a committed entry was lost or a
     // later entry became visible without an earlier one.
     let prefix: BTreeSet<String> = src.order[..seen.len()].iter().cloned().collect();
-    assert_eq!(
-        seen, prefix,
-        "/{run}: the visible names are not a prefix of the copy order"
-    );
+    assert_eq!(seen, prefix, "/{run}: the visible names are not a prefix of the copy order");
     let files = seen.iter().filter(|p| src.files.contains_key(*p)).count();
-    Visible {
-        started: true,
-        files,
-        dirs: seen.len() - files,
-    }
+    Visible { started: true, files, dirs: seen.len() - files }
 }
 
 fn verify_dir(fs: &Famfs, run: &str, rel: &str, src: &SourceTree, seen: &mut BTreeSet<String>) {
-    let here = if rel.is_empty() {
-        run.to_string()
-    } else {
-        format!("{run}/{rel}")
-    };
+    let here = if rel.is_empty() { run.to_string() } else { format!("{run}/{rel}") };
     for entry in fs.namespace().read_dir(&here).unwrap() {
-        let child = if rel.is_empty() {
-            entry.name.to_string()
-        } else {
-            format!("{rel}/{}", entry.name)
-        };
+        let child = if rel.is_empty() { entry.name.to_string() } else { format!("{rel}/{}", entry.name) };
         match entry.node {
             EntryNode::Dir(_) => {
-                assert!(
-                    src.dirs.contains(&child),
-                    "/{run}/{child} is a directory with no source directory"
-                );
+                assert!(src.dirs.contains(&child), "/{run}/{child} is a directory with no source directory");
                 seen.insert(child.clone());
                 verify_dir(fs, run, &child, src, seen);
             }
             EntryNode::File(meta) => {
-                let want = src
-                    .files
-                    .get(&child)
-                    .unwrap_or_else(|| panic!("/{run}/{child} is a file with no source file"));
-                assert_eq!(
-                    meta.size,
-                    want.len() as u64,
-                    "/{run}/{child}: size differs from the source"
-                );
+                let want =
+                    src.files.get(&child).unwrap_or_else(|| panic!("/{run}/{child} is a file with no source file"));
+                assert_eq!(meta.size, want.len() as u64, "/{run}/{child}: size differs from the source");
                 let got = fs.read_to_vec(meta).unwrap();
                 if got != *want {
                     let at = got.iter().zip(want.iter()).position(|(a, b)| a != b);
-                    panic!(
-                        "/{run}/{child}: bytes differ from the source (first difference at offset {at:?})"
-                    );
+                    panic!("/{run}/{child}: bytes differ from the source (first difference at offset {at:?})");
                 }
                 seen.insert(child);
             }
@@ -232,11 +180,7 @@ fn verify_dir(fs: &Famfs, run: &str, rel: &str, src: &SourceTree, seen: &mut BTr
 fn assert_fsck_clean(img: &Path, when: &str) {
     let report = famfs::fsck::fsck_path(img, None);
     if report.exit_code() != 0 || !report.problems.is_empty() {
-        let problems: Vec<String> = report
-            .problems
-            .iter()
-            .map(|p| format!("  {}: {}", p.kind, p.message))
-            .collect();
+        let problems: Vec<String> = report.problems.iter().map(|p| format!("  {}: {}", p.kind, p.message)).collect();
         panic!(
             "fsck {when}: exit {}, unreadable: {:?}, problems:\n{}",
             report.exit_code(),
@@ -265,9 +209,7 @@ fn spawn_cp(img: &Path, src: &Path, dest: &str, stderr: &Path) -> Child {
 /// An uninterrupted copy to `/<run>`; returns its duration.
 fn full_copy(img: &Path, src: &SourceTree, run: &str, stderr: &Path) -> Duration {
     let t = Instant::now();
-    let status = spawn_cp(img, &src.root, &format!("/{run}"), stderr)
-        .wait()
-        .unwrap();
+    let status = spawn_cp(img, &src.root, &format!("/{run}"), stderr).wait().unwrap();
     let took = t.elapsed();
     assert!(
         status.success(),
@@ -276,11 +218,7 @@ fn full_copy(img: &Path, src: &SourceTree, run: &str, stderr: &Path) -> Duration
     );
     assert_fsck_clean(img, &format!("after the uninterrupted copy to /{run}"));
     let v = verify_run(&Famfs::open(img).unwrap(), run, src);
-    assert_eq!(
-        (v.files, v.dirs),
-        (src.files.len(), src.dirs.len()),
-        "an uninterrupted copy to /{run} is complete"
-    );
+    assert_eq!((v.files, v.dirs), (src.files.len(), src.dirs.len()), "an uninterrupted copy to /{run} is complete");
     took
 }
 
@@ -292,29 +230,20 @@ fn entry_past_header(fs: &Famfs, run: &str) -> bool {
         return false;
     }
     let mut buf = vec![0u8; LOG_ENTRY_LEN];
-    if fs
-        .device()
-        .read_exact_at(&mut buf, entry_offset(index))
-        .is_err()
-    {
+    if fs.device().read_exact_at(&mut buf, entry_offset(index)).is_err() {
         return false;
     }
     match LogEntry::decode(&buf, index) {
         Ok(e) => {
             e.seqnum == fs.log_header().next_seqnum
-                && e.path()
-                    .is_some_and(|p| p == run || p.starts_with(&format!("{run}/")))
+                && e.path().is_some_and(|p| p == run || p.starts_with(&format!("{run}/")))
         }
         Err(_) => false,
     }
 }
 
 fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
-    })
+    std::env::var(name).ok().map(|v| v.trim().parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
 }
 
 #[derive(Default)]
@@ -343,11 +272,7 @@ fn killed_copies_leave_whole_files_or_nothing() {
     let mut img = new_image(dir.path(), img_name, IMAGE_SIZE);
     // Runs on the current image and what each left visible, re-checked at the end.
     let mut on_image: Vec<(String, Visible)> = Vec::new();
-    let complete = Visible {
-        started: true,
-        files: src.files.len(),
-        dirs: src.dirs.len(),
-    };
+    let complete = Visible { started: true, files: src.files.len(), dirs: src.dirs.len() };
 
     // Calibration: the median of three uninterrupted copies (the first may pay for a cold
     // page cache). They double as the check that a copy nobody kills is complete.
@@ -396,9 +321,7 @@ fn killed_copies_leave_whole_files_or_nothing() {
         let delay = t_max.mul_f64(rng.f64());
         let mut child = spawn_cp(&img, &src.root, &format!("/{run}"), &stderr);
         std::thread::sleep(delay);
-        child
-            .kill()
-            .expect("SIGKILL famfsctl (a zombie accepts it too)");
+        child.kill().expect("SIGKILL famfsctl (a zombie accepts it too)");
         let status = child.wait().unwrap();
         let killed = status.signal() == Some(SIGKILL);
         assert!(
@@ -407,50 +330,26 @@ fn killed_copies_leave_whole_files_or_nothing() {
             std::fs::read_to_string(&stderr).unwrap_or_default()
         );
 
-        assert_fsck_clean(
-            &img,
-            &format!("after killing the copy to /{run} at {delay:?}"),
-        );
+        assert_fsck_clean(&img, &format!("after killing the copy to /{run} at {delay:?}"));
         let fs = Famfs::open(&img).expect("open after a kill");
-        assert!(
-            fs.replay_report().rejected.is_empty(),
-            "replay skipped entries: {:?}",
-            fs.replay_report().rejected
-        );
-        assert!(
-            fs.replay_report().stopped.is_none(),
-            "replay stopped: {:?}",
-            fs.replay_report().stopped
-        );
+        assert!(fs.replay_report().rejected.is_empty(), "replay skipped entries: {:?}", fs.replay_report().rejected);
+        assert!(fs.replay_report().stopped.is_none(), "replay stopped: {:?}", fs.replay_report().stopped);
         let v = verify_run(&fs, &run, &src);
         // Only names this test created may be at the root.
-        let known: BTreeSet<&str> = on_image
-            .iter()
-            .map(|(r, _)| r.as_str())
-            .chain([run.as_str()])
-            .collect();
+        let known: BTreeSet<&str> = on_image.iter().map(|(r, _)| r.as_str()).chain([run.as_str()]).collect();
         for e in fs.namespace().read_dir("/").unwrap() {
-            assert!(
-                known.contains(e.name),
-                "unexpected /{} at the root after killing /{run}",
-                e.name
-            );
+            assert!(known.contains(e.name), "unexpected /{} at the root after killing /{run}", e.name);
         }
         if entry_past_header(&fs, &run) {
             tally.entry_past_header += 1;
         }
         drop(fs);
         // The lock died with the process, and the log is fit for the next writer.
-        drop(
-            Writer::open(&img, &master()).expect("the next writer opens the image after the kill"),
-        );
+        drop(Writer::open(&img, &master()).expect("the next writer opens the image after the kill"));
 
         if !killed {
             tally.finished_before_kill += 1;
-            assert_eq!(
-                v, complete,
-                "cp to /{run} exited 0 before the kill, so every file must be there"
-            );
+            assert_eq!(v, complete, "cp to /{run} exited 0 before the kill, so every file must be there");
         }
         let class = match (v.started, v.files) {
             (false, _) => {
@@ -492,11 +391,7 @@ fn killed_copies_leave_whole_files_or_nothing() {
     full_copy(&img, &src, "final", &stderr);
     let fs = Famfs::open(&img).unwrap();
     for (run, v) in &on_image {
-        assert_eq!(
-            &verify_run(&fs, run, &src),
-            v,
-            "/{run} changed after later copies"
-        );
+        assert_eq!(&verify_run(&fs, run, &src), v, "/{run} changed after later copies");
     }
     assert_fsck_clean(&img, "at the end");
 
@@ -516,14 +411,8 @@ fn killed_copies_leave_whole_files_or_nothing() {
     );
     if iterations >= 20 {
         // The kills must have been spread over the copy, or the checks above proved little.
-        assert!(
-            tally.all < iterations,
-            "every kill landed after the copy finished"
-        );
-        assert!(
-            tally.not_started + tally.dirs_only < iterations,
-            "every kill landed before the first file"
-        );
+        assert!(tally.all < iterations, "every kill landed after the copy finished");
+        assert!(tally.not_started + tally.dirs_only < iterations, "every kill landed before the first file");
         assert!(tally.some > 0, "no kill landed in the middle of the copy");
     } else {
         println!("(fewer than 20 kills: the spread of kill points is not checked)");
@@ -545,11 +434,7 @@ enum Torn {
 
 #[test]
 fn a_crash_between_the_writer_steps_leaves_the_file_invisible_and_its_slot_and_space_reusable() {
-    let attrs = Attrs {
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-    };
+    let attrs = Attrs { mode: 0o644, uid: 0, gid: 0 };
     let path = |p: &str| RelPath::parse(p).unwrap();
     let keep = pattern(5000, 1);
     let lost = pattern(3 * MIB + 5, 2);
@@ -558,25 +443,11 @@ fn a_crash_between_the_writer_steps_leaves_the_file_invisible_and_its_slot_and_s
         let dir = scratch();
         let img = new_image(dir.path(), "torn.img", 64 << 20);
         let mut w = Writer::open(&img, &master()).unwrap();
-        w.create_file(
-            &path("keep"),
-            Source::Bytes(&keep),
-            keep.len() as u64,
-            attrs,
-            Layout::Simple,
-            &mut |_| {},
-        )
-        .unwrap();
+        w.create_file(&path("keep"), Source::Bytes(&keep), keep.len() as u64, attrs, Layout::Simple, &mut |_| {})
+            .unwrap();
         let header_before = *w.fs().log_header();
         let lost_meta = w
-            .create_file(
-                &path("lost"),
-                Source::Bytes(&lost),
-                lost.len() as u64,
-                attrs,
-                Layout::Simple,
-                &mut |_| {},
-            )
+            .create_file(&path("lost"), Source::Bytes(&lost), lost.len() as u64, attrs, Layout::Simple, &mut |_| {})
             .unwrap();
         drop(w);
 
@@ -585,34 +456,20 @@ fn a_crash_between_the_writer_steps_leaves_the_file_invisible_and_its_slot_and_s
         let slot = entry_offset(lost_meta.entry_index);
         let image = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
         let mut entry = vec![0u8; LOG_ENTRY_LEN];
-        Famfs::open(&img)
-            .unwrap()
-            .device()
-            .read_exact_at(&mut entry, slot)
-            .unwrap();
+        Famfs::open(&img).unwrap().device().read_exact_at(&mut entry, slot).unwrap();
         match torn {
             Torn::DataOnly => entry.fill(0),
             Torn::HalfEntry => entry[LOG_ENTRY_LEN / 2..].fill(0),
             Torn::WholeEntry => {}
         }
         image.write_all_at(&entry, slot).unwrap();
-        image
-            .write_all_at(&header_before.encode(), LOG_OFFSET)
-            .unwrap();
+        image.write_all_at(&header_before.encode(), LOG_OFFSET).unwrap();
         drop(image);
 
         assert_fsck_clean(&img, &format!("{torn:?}"));
         let fs = Famfs::open(&img).unwrap();
-        assert!(
-            fs.namespace().lookup("lost").is_err(),
-            "{torn:?}: an uncounted file is visible"
-        );
-        assert_eq!(
-            fs.read_to_vec(fs.namespace().file("keep").unwrap())
-                .unwrap(),
-            keep,
-            "{torn:?}"
-        );
+        assert!(fs.namespace().lookup("lost").is_err(), "{torn:?}: an uncounted file is visible");
+        assert_eq!(fs.read_to_vec(fs.namespace().file("keep").unwrap()).unwrap(), keep, "{torn:?}");
         assert_eq!(
             entry_past_header(&fs, "lost"),
             matches!(torn, Torn::WholeEntry),
@@ -622,22 +479,11 @@ fn a_crash_between_the_writer_steps_leaves_the_file_invisible_and_its_slot_and_s
         drop(fs);
 
         // The next writer takes the same slot and the space nothing counts any more.
-        let mut w = Writer::open(&img, &master())
-            .unwrap_or_else(|e| panic!("{torn:?}: the next writer: {e}"));
+        let mut w = Writer::open(&img, &master()).unwrap_or_else(|e| panic!("{torn:?}: the next writer: {e}"));
         let m = w
-            .create_file(
-                &path("next"),
-                Source::Bytes(&next),
-                next.len() as u64,
-                attrs,
-                Layout::Simple,
-                &mut |_| {},
-            )
+            .create_file(&path("next"), Source::Bytes(&next), next.len() as u64, attrs, Layout::Simple, &mut |_| {})
             .unwrap();
-        assert_eq!(
-            m.entry_index, lost_meta.entry_index,
-            "{torn:?}: the uncounted slot is reused"
-        );
+        assert_eq!(m.entry_index, lost_meta.entry_index, "{torn:?}: the uncounted slot is reused");
         drop(w);
         assert_fsck_clean(&img, &format!("{torn:?}, after the next write"));
         let report = famfs::fsck::fsck_path(&img, None);
@@ -649,17 +495,7 @@ fn a_crash_between_the_writer_steps_leaves_the_file_invisible_and_its_slot_and_s
         );
         let fs = Famfs::open(&img).unwrap();
         assert!(fs.namespace().lookup("lost").is_err(), "{torn:?}");
-        assert_eq!(
-            fs.read_to_vec(fs.namespace().file("keep").unwrap())
-                .unwrap(),
-            keep,
-            "{torn:?}"
-        );
-        assert_eq!(
-            fs.read_to_vec(fs.namespace().file("next").unwrap())
-                .unwrap(),
-            next,
-            "{torn:?}"
-        );
+        assert_eq!(fs.read_to_vec(fs.namespace().file("keep").unwrap()).unwrap(), keep, "{torn:?}");
+        assert_eq!(fs.read_to_vec(fs.namespace().file("next").unwrap()).unwrap(), next, "{torn:?}");
     }
 }

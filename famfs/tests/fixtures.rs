@@ -211,7 +211,9 @@ fn shadow_yaml_agrees_with_the_namespace() {
             let yaml = std::fs::read_to_string(&yaml_path).unwrap();
             let field = |k: &str| -> Vec<String> {
                 yaml.lines()
-                    .filter_map(|l| l.trim().trim_start_matches("- ").strip_prefix(&format!("{k}: ")).map(str::to_string))
+                    .filter_map(|l| {
+                        l.trim().trim_start_matches("- ").strip_prefix(&format!("{k}: ")).map(str::to_string)
+                    })
                     .collect()
             };
             assert_eq!(field("path"), [f.path.to_string()]);

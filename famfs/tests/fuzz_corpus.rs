@@ -41,12 +41,7 @@ fn replay(files: &[PathBuf]) -> (Vec<(PathBuf, dispatch::Outcome)>, Vec<String>)
         let data = std::fs::read(f).unwrap_or_else(|e| panic!("read {}: {e}", f.display()));
         match catch_unwind(AssertUnwindSafe(|| dispatch::run(&data))) {
             Ok(o) => outcomes.push((f.clone(), o)),
-            Err(p) => failures.push(format!(
-                "{}: {}\n  input: {}",
-                f.display(),
-                panic_message(&*p),
-                hex(&data)
-            )),
+            Err(p) => failures.push(format!("{}: {}\n  input: {}", f.display(), panic_message(&*p), hex(&data))),
         }
     }
     (outcomes, failures)
@@ -55,24 +50,11 @@ fn replay(files: &[PathBuf]) -> (Vec<(PathBuf, dispatch::Outcome)>, Vec<String>)
 #[test]
 fn corpus_replays_without_findings() {
     let corpus = fuzz_dir().join("corpus/decode");
-    assert!(
-        corpus.is_dir(),
-        "the fuzz corpus {} is missing",
-        corpus.display()
-    );
+    assert!(corpus.is_dir(), "the fuzz corpus {} is missing", corpus.display());
     let files = files_in(&corpus);
-    assert!(
-        !files.is_empty(),
-        "the fuzz corpus {} is empty",
-        corpus.display()
-    );
+    assert!(!files.is_empty(), "the fuzz corpus {} is empty", corpus.display());
     let (outcomes, failures) = replay(&files);
-    assert!(
-        failures.is_empty(),
-        "{} corpus input(s) fail:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} corpus input(s) fail:\n{}", failures.len(), failures.join("\n"));
     assert_eq!(outcomes.len(), files.len());
 }
 
@@ -84,12 +66,7 @@ fn crash_artifacts_replay_without_findings() {
         return;
     }
     let (_, failures) = replay(&files_in(&artifacts));
-    assert!(
-        failures.is_empty(),
-        "{} artifact(s) still fail:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} artifact(s) still fail:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// The seeds are real structures from the fixtures: each selector has an input that decodes,
@@ -110,18 +87,11 @@ fn corpus_seeds_reach_every_decoder() {
             let first = std::fs::read(path).unwrap().first().copied();
             first.is_some_and(|b| b & 7 == sel) && o.decoded > 0
         });
-        assert!(
-            reached,
-            "no corpus input with selector {sel} decodes anything"
-        );
+        assert!(reached, "no corpus input with selector {sel} decodes anything");
     }
     for sel in [dispatch::SEL_IMAGE, dispatch::SEL_IMAGE_FILE] {
-        let files = outcomes.iter().filter(|(path, _)| {
-            std::fs::read(path)
-                .unwrap()
-                .first()
-                .is_some_and(|b| b & 7 == sel)
-        });
+        let files =
+            outcomes.iter().filter(|(path, _)| std::fs::read(path).unwrap().first().is_some_and(|b| b & 7 == sel));
         assert!(
             files.clone().any(|(_, o)| o.files >= 3),
             "no image input with selector {sel} replays the fixtures' files: {:?}",
@@ -129,10 +99,7 @@ fn corpus_seeds_reach_every_decoder() {
         );
     }
     // And a corrupt input is rejected, not accepted: flip a CRC-covered superblock bit of a seed.
-    let sb = files
-        .iter()
-        .find(|p| p.file_name().unwrap() == "sb-simple")
-        .expect("seed sb-simple");
+    let sb = files.iter().find(|p| p.file_name().unwrap() == "sb-simple").expect("seed sb-simple");
     let mut data = std::fs::read(sb).unwrap();
     data[1 + 50] ^= 1;
     let o = dispatch::run(&data);

@@ -30,26 +30,17 @@ const MAX_INDEX: u64 = ((1u64 << 63) - HEADER_LEN as u64) / ENTRY_LEN as u64 - 1
 /// The part of an image the whole-image test mutates.
 const PREFIX: usize = LOG + (64 << 10);
 
-const FIXTURES: [&str; 3] = [
-    "famfs-simple.img",
-    "famfs-interleaved.img",
-    "famfs-v47-simple.img",
-];
+const FIXTURES: [&str; 3] = ["famfs-simple.img", "famfs-interleaved.img", "famfs-v47-simple.img"];
 
 fn scale() -> usize {
-    std::env::var("FAMFS_RANDOM_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
+    std::env::var("FAMFS_RANDOM_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
 }
 
 /// The first `PREFIX` bytes of a fixture (decompressing only that much).
 fn prefix(name: &str) -> Vec<u8> {
     let gz = std::fs::File::open(fixtures_dir().join(format!("{name}.gz"))).expect("open fixture");
     let mut b = vec![0u8; PREFIX];
-    flate2::read::GzDecoder::new(gz)
-        .read_exact(&mut b)
-        .expect("gunzip fixture prefix");
+    flate2::read::GzDecoder::new(gz).read_exact(&mut b).expect("gunzip fixture prefix");
     b
 }
 
@@ -65,11 +56,7 @@ struct Samples {
 }
 
 fn samples() -> Samples {
-    let mut s = Samples {
-        superblocks: vec![],
-        headers: vec![],
-        entries: vec![],
-    };
+    let mut s = Samples { superblocks: vec![], headers: vec![], entries: vec![] };
     for name in FIXTURES {
         let b = prefix(name);
         s.superblocks.push(b[..SB_LEN].to_vec());
@@ -80,11 +67,7 @@ fn samples() -> Samples {
             s.entries.push((i, b[start..start + ENTRY_LEN].to_vec()));
         }
     }
-    assert_eq!(
-        s.entries.len(),
-        7 + 3 + 7,
-        "entries per the fixtures' manifest"
-    );
+    assert_eq!(s.entries.len(), 7 + 3 + 7, "entries per the fixtures' manifest");
     s
 }
 
@@ -210,12 +193,7 @@ fn run_all(
         }
     }
     assert!(count >= iters, "ran nothing");
-    assert!(
-        failures.is_empty(),
-        "{} of {count} {what} inputs failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {count} {what} inputs failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 fn check_error(e: &FormatError, start: u64, len: usize) {
@@ -225,31 +203,16 @@ fn check_error(e: &FormatError, start: u64, len: usize) {
         "offset {:#x} outside {start:#x}+{len}: {msg}",
         e.offset()
     );
-    assert!(
-        !e.field().is_empty() && msg.contains(e.field()),
-        "message lacks the field {}: {msg}",
-        e.field()
-    );
-    assert!(
-        msg.contains(&format!("{:#x}", e.offset())),
-        "message lacks the offset {:#x}: {msg}",
-        e.offset()
-    );
+    assert!(!e.field().is_empty() && msg.contains(e.field()), "message lacks the field {}: {msg}", e.field());
+    assert!(msg.contains(&format!("{:#x}", e.offset())), "message lacks the offset {:#x}: {msg}", e.offset());
 }
 
 fn check_superblock(b: &[u8]) -> bool {
     match Superblock::decode(b) {
         Ok(sb) => {
             let enc = sb.encode();
-            assert_eq!(
-                Superblock::decode(&enc).as_ref(),
-                Ok(&sb),
-                "decode(encode(x)) != x"
-            );
-            assert_eq!(
-                u64::from(crc32fast::hash(&enc[..SB_CRC_COVERED])),
-                le_u64(&enc, 96)
-            );
+            assert_eq!(Superblock::decode(&enc).as_ref(), Ok(&sb), "decode(encode(x)) != x");
+            assert_eq!(u64::from(crc32fast::hash(&enc[..SB_CRC_COVERED])), le_u64(&enc, 96));
             assert!(sb.format().is_some());
             assert!(sb.log_len.is_power_of_two() && sb.log_len >= DEFAULT_LOG_LEN);
             true
@@ -267,11 +230,7 @@ fn check_header(b: &[u8], log_len: u64) -> bool {
         Ok(h) => {
             assert_eq!(h.log_len, log_len);
             assert!(h.next_index <= h.last_index + 1);
-            assert_eq!(
-                LogHeader::decode(&h.encode(), h.log_len),
-                Ok(h),
-                "decode(encode(x)) != x"
-            );
+            assert_eq!(LogHeader::decode(&h.encode(), h.log_len), Ok(h), "decode(encode(x)) != x");
             true
         }
         Err(e) => {
@@ -286,11 +245,7 @@ fn check_entry(b: &[u8], index: u64) -> bool {
         Ok(e) => {
             assert_eq!(e.seqnum, index);
             let enc = e.encode();
-            assert_eq!(
-                LogEntry::decode(&enc, index).as_ref(),
-                Ok(&e),
-                "decode(encode(x)) != x"
-            );
+            assert_eq!(LogEntry::decode(&enc, index).as_ref(), Ok(&e), "decode(encode(x)) != x");
             if let famfs::EntryBody::File(f) = &e.body {
                 assert!((1..=16).contains(&f.map.extents().len()));
             }
@@ -315,13 +270,7 @@ fn real_structures_decode_and_round_trip() {
     }
     for b in &s.headers {
         assert!(check_header(b, DEFAULT_LOG_LEN));
-        assert_eq!(
-            LogHeader::decode(b, DEFAULT_LOG_LEN)
-                .unwrap()
-                .encode()
-                .as_slice(),
-            &b[..]
-        );
+        assert_eq!(LogHeader::decode(b, DEFAULT_LOG_LEN).unwrap().encode().as_slice(), &b[..]);
     }
     for (i, b) in &s.entries {
         assert!(check_entry(b, *i));
@@ -357,10 +306,7 @@ fn mutated_superblocks() {
         fix_crc(&mut b, SB_CRC_COVERED, 96);
         ok += usize::from(Superblock::decode(&b).is_ok());
     }
-    assert!(
-        ok > 0,
-        "no mutated superblock decoded: the mutations are too destructive to test encode()"
-    );
+    assert!(ok > 0, "no mutated superblock decoded: the mutations are too destructive to test encode()");
 }
 
 #[test]
@@ -457,54 +403,29 @@ fn check_image(path: &Path) {
     let report = famfs::fsck::fsck(&Device::open(path, Access::ReadOnly).unwrap(), None);
     match &opened {
         Ok(fs) => {
-            assert_ne!(
-                report.exit_code(),
-                2,
-                "opens but fsck says unreadable: {:?}",
-                report.unreadable
-            );
+            assert_ne!(report.exit_code(), 2, "opens but fsck says unreadable: {:?}", report.unreadable);
             if let Some(stop) = &fs.replay_report().stopped {
                 assert!(
-                    report
-                        .problems
-                        .iter()
-                        .any(|p| p.entry == Some(stop.index) && p.kind == "bad-entry"),
+                    report.problems.iter().any(|p| p.entry == Some(stop.index) && p.kind == "bad-entry"),
                     "replay stopped at {} but fsck does not report it: {:?}",
                     stop.index,
                     report.problems
                 );
             }
             if !fs.replay_report().rejected.is_empty() {
-                assert_eq!(
-                    report.exit_code(),
-                    1,
-                    "entries were skipped but fsck is clean"
-                );
+                assert_eq!(report.exit_code(), 1, "entries were skipped but fsck is clean");
             }
             for f in fs.namespace().files() {
                 let mut buf = vec![0u8; f.size.min(4096) as usize];
-                let n = fs
-                    .read_at(f, 0, &mut buf)
-                    .unwrap_or_else(|e| panic!("reading '{}': {e}", f.path));
+                let n = fs.read_at(f, 0, &mut buf).unwrap_or_else(|e| panic!("reading '{}': {e}", f.path));
                 assert_eq!(n, buf.len());
             }
             let _ = fs.namespace().read_dir("/").unwrap();
         }
         Err(e) => {
-            assert_eq!(
-                report.exit_code(),
-                2,
-                "open failed ({e}) but fsck exit {}",
-                report.exit_code()
-            );
+            assert_eq!(report.exit_code(), 2, "open failed ({e}) but fsck exit {}", report.exit_code());
             if let Error::Format { error: source, .. } = e {
-                assert!(
-                    report
-                        .unreadable
-                        .as_deref()
-                        .unwrap()
-                        .contains(&source.to_string())
-                );
+                assert!(report.unreadable.as_deref().unwrap().contains(&source.to_string()));
             }
         }
     }
@@ -516,25 +437,14 @@ fn mutated_whole_images() {
     let mut failures = Vec::new();
     let mut count = 0;
     let mut outcomes = [0usize; 3]; // unreadable, problems, clean
-    for (name, seed) in [
-        ("famfs-simple.img", 31u64),
-        ("famfs-interleaved.img", 32),
-        ("famfs-v47-simple.img", 33),
-    ] {
+    for (name, seed) in [("famfs-simple.img", 31u64), ("famfs-interleaved.img", 32), ("famfs-v47-simple.img", 33)] {
         let path = fixture_in(dir.path(), name);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
         let pristine = prefix(name);
         let entries = le_u64(&pristine, LOG + 40) as usize;
         let mut rng = fastrand::Rng::with_seed(seed);
         for it in 0..150 * scale() {
-            let mut img = Patched {
-                file: &file,
-                undo: Vec::new(),
-            };
+            let mut img = Patched { file: &file, undo: Vec::new() };
             let mut edits = Vec::new();
             for _ in 0..rng.usize(1..=6) {
                 // Mostly the structures famfs reads; sometimes anywhere in the first 2 MiB + 64 KiB.
@@ -589,11 +499,7 @@ fn mutated_whole_images() {
                 Err(p) => failures.push(format!(
                     "{name} seed {seed} iteration {it}: {}\n  edits (offset, bytes): {}",
                     panic_message(&*p),
-                    edits
-                        .iter()
-                        .map(|(o, b)| format!("({o:#x}, {})", hex(b)))
-                        .collect::<Vec<_>>()
-                        .join(" ")
+                    edits.iter().map(|(o, b)| format!("({o:#x}, {})", hex(b))).collect::<Vec<_>>().join(" ")
                 )),
             }
             img.restore();
@@ -603,17 +509,9 @@ fn mutated_whole_images() {
         file.read_exact_at(&mut now, 0).unwrap();
         assert!(now == pristine, "{name}: the image was not restored");
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {count} images failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {count} images failed:\n{}", failures.len(), failures.join("\n"));
     // The mutations exercise all three outcomes.
-    assert!(
-        outcomes.iter().all(|&n| n > 0),
-        "unreadable/problems/clean = {outcomes:?}"
-    );
+    assert!(outcomes.iter().all(|&n| n > 0), "unreadable/problems/clean = {outcomes:?}");
 }
 
 /// `LogEntry::decode` takes the index from the caller; an index past every possible log must
@@ -622,19 +520,9 @@ fn mutated_whole_images() {
 fn entry_decode_with_an_index_past_any_log_does_not_panic() {
     let s = samples();
     let (_, b) = &s.entries[4];
-    for index in [
-        MAX_INDEX + 1,
-        u64::MAX / ENTRY_LEN as u64,
-        u64::MAX / 2,
-        u64::MAX,
-    ] {
+    for index in [MAX_INDEX + 1, u64::MAX / ENTRY_LEN as u64, u64::MAX / 2, u64::MAX] {
         let r = catch_unwind(|| LogEntry::decode(b, index));
-        let r = r.unwrap_or_else(|p| {
-            panic!(
-                "LogEntry::decode(.., {index:#x}) panicked: {}",
-                panic_message(&*p)
-            )
-        });
+        let r = r.unwrap_or_else(|p| panic!("LogEntry::decode(.., {index:#x}) panicked: {}", panic_message(&*p)));
         assert!(r.is_err(), "entry 4 decoded as index {index:#x}");
     }
 }

@@ -6,7 +6,10 @@ mod common;
 use common::*;
 use famfs::alloc::Interleave;
 use famfs::log::{LOG_ENTRY_LEN, entry_offset};
-use famfs::{Access, Attrs, Device, Famfs, FileMap, FormatVersion, IoMode, Layout, LogEntry, MkfsOptions, RelPath, Source, Writer};
+use famfs::{
+    Access, Attrs, Device, Famfs, FileMap, FormatVersion, IoMode, Layout, LogEntry, MkfsOptions, RelPath, Source,
+    Writer,
+};
 
 const MIB: u64 = 1 << 20;
 const SIZES: [u64; 7] = [1, 17, 2 * MIB - 1, 2 * MIB, 2 * MIB + 1, 7 * MIB + 3, 16 * MIB];
@@ -39,7 +42,8 @@ fn check_set(fs: &Famfs, set: &[(String, Vec<u8>)]) {
         assert_eq!((f.mode, f.uid, f.gid), (0o640, 1000, 100));
         assert_eq!(&fs.read_to_vec(f).unwrap(), data, "{path}");
         // Unaligned ranges across extent and chunk boundaries.
-        for (off, len) in [(0, 1), (1, 4097), (2 * MIB - 3, 7), (f.size / 2, 3 * MIB as usize as u64), (f.size - 1, 10)] {
+        for (off, len) in [(0, 1), (1, 4097), (2 * MIB - 3, 7), (f.size / 2, 3 * MIB as usize as u64), (f.size - 1, 10)]
+        {
             if off >= f.size {
                 continue;
             }
@@ -121,7 +125,9 @@ fn copy_from_a_file_source() {
     let src = std::fs::File::open(&src_path).unwrap();
     let mut w = Writer::open(&img, &master()).unwrap();
     let mut seen = 0;
-    let f = w.create_file(&p("a.bin"), Source::File(&src), data.len() as u64, attrs(), Layout::Simple, &mut |n| seen = n).unwrap();
+    let f = w
+        .create_file(&p("a.bin"), Source::File(&src), data.len() as u64, attrs(), Layout::Simple, &mut |n| seen = n)
+        .unwrap();
     assert_eq!(seen, data.len() as u64, "progress reaches the file size");
     let fs = w.into_fs();
     assert_eq!(fs.read_to_vec(&f).unwrap(), data);

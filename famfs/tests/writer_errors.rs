@@ -160,7 +160,10 @@ fn mkfs_refusals() {
     let v47 = dir.path().join("v47.img");
     let o47 = MkfsOptions { size: Some(16 * MIB), format: famfs::FormatVersion::V47, ..Default::default() };
     famfs::mkfs(&v47, &o47, &master()).unwrap();
-    assert!(matches!(famfs::mkfs(&v47, &MkfsOptions::default(), &master()), Err(Error::AlreadyFormatted { version: 47, .. })));
+    assert!(matches!(
+        famfs::mkfs(&v47, &MkfsOptions::default(), &master()),
+        Err(Error::AlreadyFormatted { version: 47, .. })
+    ));
     for (opts, needle) in [
         (MkfsOptions { log_len: 12 * MIB, force: true, ..Default::default() }, "power of two"),
         (MkfsOptions { log_len: 4 * MIB, force: true, ..Default::default() }, "at least 8 MiB"),
@@ -199,8 +202,15 @@ fn interleave_parameters_are_checked() {
         (Interleave { nstrips: 2, nbuckets: 64, chunk_size: 2 * MIB }, "buckets"),
     ] {
         let e = refused(&img, || {
-            w.create_file(&p("s"), Source::Bytes(&data), data.len() as u64, attrs(), Layout::Interleaved(il), &mut |_| {})
-                .unwrap_err()
+            w.create_file(
+                &p("s"),
+                Source::Bytes(&data),
+                data.len() as u64,
+                attrs(),
+                Layout::Interleaved(il),
+                &mut |_| {},
+            )
+            .unwrap_err()
         });
         assert!(e.to_string().contains(needle), "{e} lacks {needle}");
     }

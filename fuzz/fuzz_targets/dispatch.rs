@@ -23,9 +23,7 @@
 
 use famfs::alloc::Bitmap;
 use famfs::namespace::Geometry;
-use famfs::{
-    Access, Device, Error, Famfs, FormatError, LogEntry, LogHeader, Namespace, Superblock,
-};
+use famfs::{Access, Device, Error, Famfs, FormatError, LogEntry, LogHeader, Namespace, Superblock};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,19 +105,11 @@ fn le_u64(b: &[u8], off: usize) -> u64 {
 }
 
 fn header_expectation(sel: u8, payload: &[u8]) -> u64 {
-    if sel & FLAG != 0 {
-        DEFAULT_LOG_LEN
-    } else {
-        le_u64(payload, 8)
-    }
+    if sel & FLAG != 0 { DEFAULT_LOG_LEN } else { le_u64(payload, 8) }
 }
 
 fn entry_index(sel: u8, payload: &[u8]) -> u64 {
-    if sel & FLAG != 0 {
-        le_u64(payload, 0).min(MAX_INDEX)
-    } else {
-        u64::from(sel >> 4)
-    }
+    if sel & FLAG != 0 { le_u64(payload, 0).min(MAX_INDEX) } else { u64::from(sel >> 4) }
 }
 
 fn entry_start(index: u64) -> u64 {
@@ -136,11 +126,7 @@ fn check_error(e: &FormatError, start: u64, len: usize, what: &str) {
         start + len as u64
     );
     assert!(!e.field().is_empty(), "{what}: error names no field: {msg}");
-    assert!(
-        msg.contains(e.field()),
-        "{what}: message does not name field {}: {msg}",
-        e.field()
-    );
+    assert!(msg.contains(e.field()), "{what}: message does not name field {}: {msg}", e.field());
     assert!(
         msg.contains(&format!("{:#x}", e.offset())),
         "{what}: message does not give offset {:#x}: {msg}",
@@ -152,15 +138,8 @@ fn superblock(b: &[u8], out: &mut Outcome) -> Option<Superblock> {
     match Superblock::decode(b) {
         Ok(sb) => {
             out.decoded += 1;
-            assert_eq!(
-                Superblock::decode(&sb.encode()).as_ref(),
-                Ok(&sb),
-                "superblock: decode(encode(x)) != x"
-            );
-            assert!(
-                sb.format().is_some(),
-                "superblock: decoded an unsupported version: {sb:?}"
-            );
+            assert_eq!(Superblock::decode(&sb.encode()).as_ref(), Ok(&sb), "superblock: decode(encode(x)) != x");
+            assert!(sb.format().is_some(), "superblock: decoded an unsupported version: {sb:?}");
             Some(sb)
         }
         Err(e) => {
@@ -175,19 +154,9 @@ fn header(b: &[u8], log_len: u64, out: &mut Outcome) -> Option<LogHeader> {
     match LogHeader::decode(b, log_len) {
         Ok(h) => {
             out.decoded += 1;
-            assert_eq!(
-                h.log_len, log_len,
-                "header: accepted a log length other than the superblock's"
-            );
-            assert!(
-                h.next_index <= h.last_index + 1,
-                "header: next_index past the log: {h:?}"
-            );
-            assert_eq!(
-                LogHeader::decode(&h.encode(), h.log_len),
-                Ok(h),
-                "header: decode(encode(x)) != x"
-            );
+            assert_eq!(h.log_len, log_len, "header: accepted a log length other than the superblock's");
+            assert!(h.next_index <= h.last_index + 1, "header: next_index past the log: {h:?}");
+            assert_eq!(LogHeader::decode(&h.encode(), h.log_len), Ok(h), "header: decode(encode(x)) != x");
             Some(h)
         }
         Err(e) => {
@@ -204,11 +173,7 @@ fn entry(b: &[u8], index: u64, out: &mut Outcome) -> Result<LogEntry, FormatErro
         Ok(e) => {
             out.decoded += 1;
             assert_eq!(e.seqnum, index, "entry: seqnum differs from the index");
-            assert_eq!(
-                LogEntry::decode(&e.encode(), index).as_ref(),
-                Ok(e),
-                "entry {index}: decode(encode(x)) != x"
-            );
+            assert_eq!(LogEntry::decode(&e.encode(), index).as_ref(), Ok(e), "entry {index}: decode(encode(x)) != x");
         }
         Err(e) => {
             out.rejected += 1;
@@ -228,10 +193,8 @@ fn image(b: &[u8], out: &mut Outcome) {
         return;
     };
     let stored = &log[log.len().min(HEADER_LEN)..];
-    let entries: Vec<_> = (0..h.next_index)
-        .zip(stored.chunks(ENTRY_LEN))
-        .map(|(i, bytes)| entry(bytes, i, out))
-        .collect();
+    let entries: Vec<_> =
+        (0..h.next_index).zip(stored.chunks(ENTRY_LEN)).map(|(i, bytes)| entry(bytes, i, out)).collect();
     let g = Geometry {
         device_size: sb.dev_size.min(VIRTUAL_DEVICE_MAX),
         data_start: sb.data_start(),
@@ -240,22 +203,13 @@ fn image(b: &[u8], out: &mut Outcome) {
     let mut ns = Namespace::new();
     let report = ns.replay(&entries, &g);
     let valid = entries.iter().take_while(|e| e.is_ok()).count() as u64;
-    assert_eq!(
-        report.entries, valid,
-        "replay must apply exactly the entries before the first invalid one"
-    );
-    assert_eq!(
-        report.stopped.as_ref().map(|s| s.index),
-        entries.iter().position(|e| e.is_err()).map(|i| i as u64)
-    );
+    assert_eq!(report.entries, valid, "replay must apply exactly the entries before the first invalid one");
+    assert_eq!(report.stopped.as_ref().map(|s| s.index), entries.iter().position(|e| e.is_err()).map(|i| i as u64));
     for f in ns.files() {
         out.files += 1;
         check_pieces(f, &g);
     }
-    let valid = entries
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| e.as_ref().ok().map(|e| (i as u64, e)));
+    let valid = entries.iter().enumerate().filter_map(|(i, e)| e.as_ref().ok().map(|e| (i as u64, e)));
     let (bitmap, _) = Bitmap::from_entries(&g, valid);
     assert!(bitmap.used_units() <= bitmap.units());
 }
@@ -266,21 +220,11 @@ fn check_pieces(f: &famfs::FileMeta, g: &Geometry) {
     let mut pos = 0u64;
     let mut n = 0;
     for p in f.map.pieces(0, f.size) {
-        assert_eq!(
-            p.file_offset, pos,
-            "'{}': pieces are not contiguous",
-            f.path
-        );
+        assert_eq!(p.file_offset, pos, "'{}': pieces are not contiguous", f.path);
         assert!(p.len > 0, "'{}': empty piece", f.path);
+        assert!(p.device_offset >= g.data_start, "'{}': piece {p:?} in the metadata area", f.path);
         assert!(
-            p.device_offset >= g.data_start,
-            "'{}': piece {p:?} in the metadata area",
-            f.path
-        );
-        assert!(
-            p.device_offset
-                .checked_add(p.len)
-                .is_some_and(|end| end <= g.device_size),
+            p.device_offset.checked_add(p.len).is_some_and(|end| end <= g.device_size),
             "'{}': piece {p:?} past the {}-byte device",
             f.path,
             g.device_size
@@ -291,22 +235,14 @@ fn check_pieces(f: &famfs::FileMeta, g: &Geometry) {
             return;
         }
     }
-    assert_eq!(
-        pos, f.size,
-        "'{}': the pieces cover {pos} of {} bytes",
-        f.path, f.size
-    );
+    assert_eq!(pos, f.size, "'{}': the pieces cover {pos} of {} bytes", f.path, f.size);
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn temp_image() -> PathBuf {
     let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
+    let dir = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     dir.join(format!("famfs-fuzz-{}-{n}.img", std::process::id()))
 }
@@ -315,9 +251,7 @@ fn temp_image() -> PathBuf {
 /// `size_sel`: 0 the file ends where the bytes end, 1 24 MiB, 2 32 MiB, 3 two MiB more.
 fn image_file(b: &[u8], size_sel: u8, out: &mut Outcome) {
     let path = temp_image();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        image_file_at(&path, b, size_sel, out)
-    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| image_file_at(&path, b, size_sel, out)));
     let _ = std::fs::remove_file(&path);
     if let Err(p) = result {
         std::panic::resume_unwind(p);
@@ -355,28 +289,22 @@ fn image_file_at(path: &std::path::Path, b: &[u8], size_sel: u8, out: &mut Outco
             );
             if let Some(stop) = &fs.replay_report().stopped {
                 assert!(
-                    report
-                        .problems
-                        .iter()
-                        .any(|p| p.entry == Some(stop.index) && p.kind == "bad-entry"),
+                    report.problems.iter().any(|p| p.entry == Some(stop.index) && p.kind == "bad-entry"),
                     "replay stopped at entry {} but fsck has no bad-entry problem for it: {:?}",
                     stop.index,
                     report.problems
                 );
             }
             if report.exit_code() == 0 {
-                assert!(
-                    fs.replay_report().stopped.is_none() && fs.replay_report().rejected.is_empty()
-                );
+                assert!(fs.replay_report().stopped.is_none() && fs.replay_report().rejected.is_empty());
             }
             let g = fs.geometry();
             for f in fs.namespace().files() {
                 out.files += 1;
                 check_pieces(f, &g);
                 let mut buf = vec![0u8; f.size.min(4096) as usize];
-                let n = fs
-                    .read_at(f, 0, &mut buf)
-                    .unwrap_or_else(|e| panic!("reading validated file '{}': {e}", f.path));
+                let n =
+                    fs.read_at(f, 0, &mut buf).unwrap_or_else(|e| panic!("reading validated file '{}': {e}", f.path));
                 assert_eq!(n, buf.len(), "'{}': short read", f.path);
             }
         }
@@ -390,10 +318,7 @@ fn image_file_at(path: &std::path::Path, b: &[u8], size_sel: u8, out: &mut Outco
             );
             if let Error::Format { error: source, .. } = e {
                 let why = report.unreadable.as_deref().unwrap_or_default();
-                assert!(
-                    why.contains(&source.to_string()),
-                    "fsck says {why:?}, open said {source}"
-                );
+                assert!(why.contains(&source.to_string()), "fsck says {why:?}, open said {source}");
             }
         }
     }

@@ -96,9 +96,7 @@ impl Dataset {
         }
         let n = (buf.len() as u64).min(self.len - offset) as usize;
         match &self.backing {
-            Backing::Famfs { fs, file } => fs
-                .read_at(file, offset, &mut buf[..n])
-                .map_err(|_| ErrorCode::Io),
+            Backing::Famfs { fs, file } => fs.read_at(file, offset, &mut buf[..n]).map_err(|_| ErrorCode::Io),
             Backing::File(f) => {
                 let mut done = 0;
                 while done < n {
@@ -128,12 +126,7 @@ impl Dataset {
                     len: p.len,
                 })
                 .collect(),
-            Backing::File(f) => vec![FilePiece {
-                fd: f.as_fd(),
-                range_offset: 0,
-                file_offset: offset,
-                len,
-            }],
+            Backing::File(f) => vec![FilePiece { fd: f.as_fd(), range_offset: 0, file_offset: offset, len }],
         }
     }
 }
@@ -164,18 +157,12 @@ pub struct Catalog {
 impl Catalog {
     /// A catalog with no datasets at all.
     pub fn empty() -> Catalog {
-        Catalog {
-            source: Arc::new(Source::Empty),
-            grants: Vec::new(),
-        }
+        Catalog { source: Arc::new(Source::Empty), grants: Vec::new() }
     }
 
     /// A catalog over an opened famfs (image file or dax device); nothing granted yet.
     pub fn from_famfs(fs: Arc<Famfs>) -> Catalog {
-        Catalog {
-            source: Arc::new(Source::Famfs(fs)),
-            grants: Vec::new(),
-        }
+        Catalog { source: Arc::new(Source::Famfs(fs)), grants: Vec::new() }
     }
 
     /// A catalog over a famfs image or device at `path`, opened read-only.
@@ -185,19 +172,9 @@ impl Catalog {
 
     /// A catalog over a mounted famfs (or any directory).
     pub fn open_mount(path: &Path) -> Result<Catalog, CatalogError> {
-        let dir = cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority()).map_err(
-            |cause| CatalogError::Mount {
-                path: path.into(),
-                cause,
-            },
-        )?;
-        Ok(Catalog {
-            source: Arc::new(Source::Mount {
-                dir: Arc::new(dir),
-                root: path.into(),
-            }),
-            grants: Vec::new(),
-        })
+        let dir = cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())
+            .map_err(|cause| CatalogError::Mount { path: path.into(), cause })?;
+        Ok(Catalog { source: Arc::new(Source::Mount { dir: Arc::new(dir), root: path.into() }), grants: Vec::new() })
     }
 
     /// The famfs behind this catalog, if it is an image or device.
@@ -219,10 +196,7 @@ impl Catalog {
     /// Grants a file or directory (and everything below it); `/` grants everything. The name
     /// must exist.
     pub fn grant(&mut self, name: &str) -> Result<(), CatalogError> {
-        let err = |why: String| CatalogError::Grant {
-            name: name.to_string(),
-            why,
-        };
+        let err = |why: String| CatalogError::Grant { name: name.to_string(), why };
         let grant = match famfs::path::parse_maybe_root(name).map_err(|e| err(e.to_string()))? {
             None => Grant::Everything,
             Some(p) => {
@@ -246,10 +220,7 @@ impl Catalog {
             Grant::Everything => true,
             Grant::Under(p) => {
                 name.as_str() == p.as_str()
-                    || name
-                        .as_str()
-                        .strip_prefix(p.as_str())
-                        .is_some_and(|rest| rest.starts_with('/'))
+                    || name.as_str().strip_prefix(p.as_str()).is_some_and(|rest| rest.starts_with('/'))
             }
         })
     }
@@ -271,10 +242,7 @@ impl Catalog {
                 Ok(Lookup::File(f)) => Ok(Dataset {
                     name: name.into(),
                     len: f.size,
-                    backing: Backing::Famfs {
-                        fs: fs.clone(),
-                        file: f.clone(),
-                    },
+                    backing: Backing::Famfs { fs: fs.clone(), file: f.clone() },
                 }),
                 Ok(Lookup::Dir(_)) | Err(_) => Err(ErrorCode::NotFound),
             },
@@ -284,11 +252,7 @@ impl Catalog {
                 if !meta.is_file() {
                     return Err(ErrorCode::NotFound);
                 }
-                Ok(Dataset {
-                    name: name.into(),
-                    len: meta.len(),
-                    backing: Backing::File(Arc::new(f.into_std())),
-                })
+                Ok(Dataset { name: name.into(), len: meta.len(), backing: Backing::File(Arc::new(f.into_std())) })
             }
         }
     }
@@ -301,19 +265,13 @@ impl Catalog {
             Source::Famfs(fs) => {
                 for f in fs.namespace().files() {
                     if self.granted(&f.path) {
-                        out.push(DatasetInfo {
-                            name: f.path.to_string(),
-                            len: f.size,
-                        });
+                        out.push(DatasetInfo { name: f.path.to_string(), len: f.size });
                     }
                 }
             }
             Source::Mount { dir, .. } => walk(dir, None, &mut |p, len| {
                 if self.granted(&p) {
-                    out.push(DatasetInfo {
-                        name: p.to_string(),
-                        len,
-                    });
+                    out.push(DatasetInfo { name: p.to_string(), len });
                 }
             }),
         }

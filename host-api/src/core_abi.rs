@@ -86,13 +86,7 @@ fn check_range(mem: &Memory, store: impl AsContext, ptr: u32, len: u64, align: u
     Ok(())
 }
 
-fn write<T>(
-    caller: &mut Caller<'_, T>,
-    mem: &Memory,
-    ptr: u32,
-    bytes: &[u8],
-    align: u32,
-) -> Result<()> {
+fn write<T>(caller: &mut Caller<'_, T>, mem: &Memory, ptr: u32, bytes: &[u8], align: u32) -> Result<()> {
     check_range(mem, &mut *caller, ptr, bytes.len() as u64, align)?;
     mem.write(caller, ptr as usize, bytes)?;
     Ok(())
@@ -107,10 +101,7 @@ fn read_string<T>(caller: &mut Caller<'_, T>, mem: &Memory, ptr: u32, len: u32) 
 
 /// Calls the guest's `cabi_realloc(0, 0, align, size)` and checks what it returns.
 fn realloc<T>(caller: &mut Caller<'_, T>, mem: &Memory, align: u32, size: u32) -> Result<u32> {
-    let f: TypedFunc<(i32, i32, i32, i32), i32> = match caller
-        .get_export("cabi_realloc")
-        .and_then(|e| e.into_func())
-    {
+    let f: TypedFunc<(i32, i32, i32, i32), i32> = match caller.get_export("cabi_realloc").and_then(|e| e.into_func()) {
         Some(f) => f.typed(&*caller)?,
         None => {
             return trap("the module exports no `cabi_realloc`, needed to return lists and strings");
@@ -160,60 +151,43 @@ fn dataset<T: DatasetView>(caller: &mut Caller<'_, T>, handle: u32) -> Result<Da
 /// allocator: mappings are placed at host addresses inside the guest's memory and must stay
 /// where they are for the life of the instance (DESIGN §5).
 pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker<T>) -> Result<()> {
-    linker.func_wrap(
-        MODULE,
-        "open",
-        |mut c: Caller<'_, T>, ptr: u32, len: u32, ret: u32| -> Result<()> {
-            let mem = memory(&mut c)?;
-            let name = read_string(&mut c, &mem, ptr, len)?;
-            let host = c.data_mut().dataset_host();
-            let r = host
-                .catalog
-                .open(&name)
-                .and_then(|d| host.datasets.insert(d).ok_or(ErrorCode::Io));
-            tracing::debug!(name, ok = r.is_ok(), "catalog.open");
-            write_result_u32(&mut c, &mem, ret, r)
-        },
-    )?;
-    linker.func_wrap(
-        MODULE,
-        "list",
-        |mut c: Caller<'_, T>, ret: u32| -> Result<()> {
-            let mem = memory(&mut c)?;
-            let infos = c.data_mut().dataset_host().catalog.list();
-            let mut elems = Vec::with_capacity(infos.len() * 16);
-            for info in &infos {
-                let (p, l) = lower_string(&mut c, &mem, &info.name)?;
-                elems.extend_from_slice(&p.to_le_bytes());
-                elems.extend_from_slice(&l.to_le_bytes());
-                elems.extend_from_slice(&info.len.to_le_bytes());
-            }
-            let arr = realloc(&mut c, &mem, 8, elems.len() as u32)?;
-            write(&mut c, &mem, arr, &elems, 8)?;
-            let mut out = [0u8; 8];
-            out[..4].copy_from_slice(&arr.to_le_bytes());
-            out[4..].copy_from_slice(&(infos.len() as u32).to_le_bytes());
-            write(&mut c, &mem, ret, &out, 4)
-        },
-    )?;
-    linker.func_wrap(
-        MODULE,
-        "[method]dataset.name",
-        |mut c: Caller<'_, T>, h: u32, ret: u32| -> Result<()> {
-            let mem = memory(&mut c)?;
-            let d = dataset(&mut c, h)?;
-            let (p, l) = lower_string(&mut c, &mem, d.name())?;
-            let mut out = [0u8; 8];
-            out[..4].copy_from_slice(&p.to_le_bytes());
-            out[4..].copy_from_slice(&l.to_le_bytes());
-            write(&mut c, &mem, ret, &out, 4)
-        },
-    )?;
-    linker.func_wrap(
-        MODULE,
-        "[method]dataset.len",
-        |mut c: Caller<'_, T>, h: u32| -> Result<u64> { Ok(dataset(&mut c, h)?.len()) },
-    )?;
+    linker.func_wrap(MODULE, "open", |mut c: Caller<'_, T>, ptr: u32, len: u32, ret: u32| -> Result<()> {
+        let mem = memory(&mut c)?;
+        let name = read_string(&mut c, &mem, ptr, len)?;
+        let host = c.data_mut().dataset_host();
+        let r = host.catalog.open(&name).and_then(|d| host.datasets.insert(d).ok_or(ErrorCode::Io));
+        tracing::debug!(name, ok = r.is_ok(), "catalog.open");
+        write_result_u32(&mut c, &mem, ret, r)
+    })?;
+    linker.func_wrap(MODULE, "list", |mut c: Caller<'_, T>, ret: u32| -> Result<()> {
+        let mem = memory(&mut c)?;
+        let infos = c.data_mut().dataset_host().catalog.list();
+        let mut elems = Vec::with_capacity(infos.len() * 16);
+        for info in &infos {
+            let (p, l) = lower_string(&mut c, &mem, &info.name)?;
+            elems.extend_from_slice(&p.to_le_bytes());
+            elems.extend_from_slice(&l.to_le_bytes());
+            elems.extend_from_slice(&info.len.to_le_bytes());
+        }
+        let arr = realloc(&mut c, &mem, 8, elems.len() as u32)?;
+        write(&mut c, &mem, arr, &elems, 8)?;
+        let mut out = [0u8; 8];
+        out[..4].copy_from_slice(&arr.to_le_bytes());
+        out[4..].copy_from_slice(&(infos.len() as u32).to_le_bytes());
+        write(&mut c, &mem, ret, &out, 4)
+    })?;
+    linker.func_wrap(MODULE, "[method]dataset.name", |mut c: Caller<'_, T>, h: u32, ret: u32| -> Result<()> {
+        let mem = memory(&mut c)?;
+        let d = dataset(&mut c, h)?;
+        let (p, l) = lower_string(&mut c, &mem, d.name())?;
+        let mut out = [0u8; 8];
+        out[..4].copy_from_slice(&p.to_le_bytes());
+        out[4..].copy_from_slice(&l.to_le_bytes());
+        write(&mut c, &mem, ret, &out, 4)
+    })?;
+    linker.func_wrap(MODULE, "[method]dataset.len", |mut c: Caller<'_, T>, h: u32| -> Result<u64> {
+        Ok(dataset(&mut c, h)?.len())
+    })?;
     linker.func_wrap(
         MODULE,
         "[method]dataset.read",
@@ -247,14 +221,7 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
     linker.func_wrap(
         MODULE,
         "[method]dataset.map",
-        |mut c: Caller<'_, T>,
-         h: u32,
-         offset: u64,
-         len: u32,
-         at: u32,
-         flags: u32,
-         ret: u32|
-         -> Result<()> {
+        |mut c: Caller<'_, T>, h: u32, offset: u64, len: u32, at: u32, flags: u32, ret: u32| -> Result<()> {
             let mem = memory(&mut c)?;
             let d = dataset(&mut c, h)?;
             let base = mem.data_ptr(&c);
@@ -275,69 +242,38 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
                     Err(ErrorCode::NoAddressSpace)
                 }
             });
-            tracing::debug!(
-                dataset = d.name(),
-                offset,
-                len,
-                at,
-                ok = r.is_ok(),
-                "dataset.map"
-            );
+            tracing::debug!(dataset = d.name(), offset, len, at, ok = r.is_ok(), "dataset.map");
             write_result_u32(&mut c, &mem, ret, r)
         },
     )?;
-    linker.func_wrap(
-        MODULE,
-        "[method]mapping.addr",
-        |mut c: Caller<'_, T>, h: u32| -> Result<u32> {
-            match c.data_mut().dataset_host().mappings.get(h) {
-                Some(&at) => Ok(at),
-                None => trap(format!("unknown or dropped mapping handle {h}")),
+    linker.func_wrap(MODULE, "[method]mapping.addr", |mut c: Caller<'_, T>, h: u32| -> Result<u32> {
+        match c.data_mut().dataset_host().mappings.get(h) {
+            Some(&at) => Ok(at),
+            None => trap(format!("unknown or dropped mapping handle {h}")),
+        }
+    })?;
+    linker.func_wrap(MODULE, "[method]mapping.len", |mut c: Caller<'_, T>, h: u32| -> Result<u32> {
+        let host = c.data_mut().dataset_host();
+        match host.mappings.get(h).and_then(|&at| host.mapper.mapping_len(at)) {
+            Some(len) => Ok(len),
+            None => trap(format!("unknown or dropped mapping handle {h}")),
+        }
+    })?;
+    linker.func_wrap(MODULE, "[resource-drop]dataset", |mut c: Caller<'_, T>, h: u32| -> Result<()> {
+        match c.data_mut().dataset_host().datasets.remove(h) {
+            Some(_) => Ok(()),
+            None => trap(format!("dropping unknown or already dropped dataset handle {h}")),
+        }
+    })?;
+    linker.func_wrap(MODULE, "[resource-drop]mapping", |mut c: Caller<'_, T>, h: u32| -> Result<()> {
+        let host = c.data_mut().dataset_host();
+        match host.mappings.remove(h) {
+            Some(at) => {
+                host.mapper.unmap(at);
+                Ok(())
             }
-        },
-    )?;
-    linker.func_wrap(
-        MODULE,
-        "[method]mapping.len",
-        |mut c: Caller<'_, T>, h: u32| -> Result<u32> {
-            let host = c.data_mut().dataset_host();
-            match host
-                .mappings
-                .get(h)
-                .and_then(|&at| host.mapper.mapping_len(at))
-            {
-                Some(len) => Ok(len),
-                None => trap(format!("unknown or dropped mapping handle {h}")),
-            }
-        },
-    )?;
-    linker.func_wrap(
-        MODULE,
-        "[resource-drop]dataset",
-        |mut c: Caller<'_, T>, h: u32| -> Result<()> {
-            match c.data_mut().dataset_host().datasets.remove(h) {
-                Some(_) => Ok(()),
-                None => trap(format!(
-                    "dropping unknown or already dropped dataset handle {h}"
-                )),
-            }
-        },
-    )?;
-    linker.func_wrap(
-        MODULE,
-        "[resource-drop]mapping",
-        |mut c: Caller<'_, T>, h: u32| -> Result<()> {
-            let host = c.data_mut().dataset_host();
-            match host.mappings.remove(h) {
-                Some(at) => {
-                    host.mapper.unmap(at);
-                    Ok(())
-                }
-                None => trap(format!(
-                    "dropping unknown or already dropped mapping handle {h}"
-                )),
-            }
-        },
-    )?;
+            None => trap(format!("dropping unknown or already dropped mapping handle {h}")),
+        }
+    })?;
     Ok(())
 }

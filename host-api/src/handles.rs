@@ -15,10 +15,7 @@ pub const MAX_HANDLES: usize = INDEX_MASK as usize;
 
 impl<T> Default for HandleTable<T> {
     fn default() -> Self {
-        HandleTable {
-            slots: Vec::new(),
-            free: Vec::new(),
-        }
+        HandleTable { slots: Vec::new(), free: Vec::new() }
     }
 }
 

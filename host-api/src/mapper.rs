@@ -124,8 +124,7 @@ impl Mapper {
         populate: bool,
     ) -> Result<u32, ErrorCode> {
         let bad = Err(ErrorCode::InvalidArgument);
-        if len == 0 || !offset.is_multiple_of(WASM_PAGE) || !u64::from(at).is_multiple_of(WASM_PAGE)
-        {
+        if len == 0 || !offset.is_multiple_of(WASM_PAGE) || !u64::from(at).is_multiple_of(WASM_PAGE) {
             return bad;
         }
         match offset.checked_add(u64::from(len)) {
@@ -149,8 +148,7 @@ impl Mapper {
         // SAFETY: `at + mapped_len <= at + reserved <= mem.size` (checked above), so the address
         // is inside the accessible memory.
         let host_start = unsafe { mem.base.as_ptr().add(at as usize) } as usize;
-        let guard = sigbus::register(host_start, mapped_len as usize)
-            .map_err(|_| ErrorCode::NoAddressSpace)?;
+        let guard = sigbus::register(host_start, mapped_len as usize).map_err(|_| ErrorCode::NoAddressSpace)?;
         let mut done = 0u64;
         for piece in dataset.pieces(offset, u64::from(len)) {
             let addr = host_start + piece.range_offset as usize;
@@ -183,25 +181,11 @@ impl Mapper {
             // (never MAP_POPULATE, which would copy a private map). Failure is harmless: the
             // pages then fault in on first use.
             let _ = unsafe {
-                rustix::mm::madvise(
-                    host_start as *mut _,
-                    mapped_len as usize,
-                    rustix::mm::Advice::LinuxPopulateRead,
-                )
+                rustix::mm::madvise(host_start as *mut _, mapped_len as usize, rustix::mm::Advice::LinuxPopulateRead)
             };
         }
         self.bytes_mapped += u64::from(len);
-        self.live.insert(
-            at,
-            Live {
-                mapped_len,
-                len,
-                dataset: dataset.name().to_string(),
-                offset,
-                guard,
-                host_start,
-            },
-        );
+        self.live.insert(at, Live { mapped_len, len, dataset: dataset.name().to_string(), offset, guard, host_start });
         Ok(at)
     }
 
@@ -223,10 +207,7 @@ impl Mapper {
 
     fn note_fault(&mut self, l: &Live) {
         if let Some(off) = l.guard.fault() {
-            self.faults.push(MediaError {
-                dataset: l.dataset.clone(),
-                offset: l.offset + off as u64,
-            });
+            self.faults.push(MediaError { dataset: l.dataset.clone(), offset: l.offset + off as u64 });
         }
     }
 
@@ -236,10 +217,7 @@ impl Mapper {
             .live
             .values()
             .filter_map(|l| {
-                l.guard.fault().map(|off| MediaError {
-                    dataset: l.dataset.clone(),
-                    offset: l.offset + off as u64,
-                })
+                l.guard.fault().map(|off| MediaError { dataset: l.dataset.clone(), offset: l.offset + off as u64 })
             })
             .collect();
         let mut all = std::mem::take(&mut self.faults);

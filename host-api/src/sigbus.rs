@@ -72,10 +72,7 @@ pub fn install() {
             libc::sigemptyset(&mut act.sa_mask);
             let prev = (*PREVIOUS.0.get()).as_mut_ptr();
             if libc::sigaction(libc::SIGBUS, &act, prev) != 0 {
-                panic!(
-                    "cannot install the SIGBUS handler: {}",
-                    std::io::Error::last_os_error()
-                );
+                panic!("cannot install the SIGBUS handler: {}", std::io::Error::last_os_error());
             }
         }
     });
@@ -96,10 +93,7 @@ pub struct GuardFull;
 /// Guards `[start, start + len)`. [`install`] must have been called.
 pub fn register(start: usize, len: usize) -> Result<Registration, GuardFull> {
     for (i, s) in SLOTS.iter().enumerate() {
-        if s.used
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
+        if s.used.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             s.fault.store(0, Ordering::Relaxed);
             s.start.store(start, Ordering::Relaxed);
             // Publishing `end` last makes the slot visible to the handler.
@@ -164,9 +158,7 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
                     0,
                 );
             }
-            let _ =
-                s.fault
-                    .compare_exchange(0, addr - start + 1, Ordering::AcqRel, Ordering::Relaxed);
+            let _ = s.fault.compare_exchange(0, addr - start + 1, Ordering::AcqRel, Ordering::Relaxed);
             return;
         }
     }

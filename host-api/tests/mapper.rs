@@ -51,9 +51,7 @@ impl Drop for FakeMemory {
 }
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8).collect()
 }
 
 fn catalog(dir: &Path) -> Catalog {
@@ -71,10 +69,7 @@ fn maps_file_bytes_and_unmaps_to_zeros() {
     let mem = FakeMemory::new(64 << 20);
     let mut m = Mapper::new();
     let at = 16 * WASM_PAGE as u32;
-    assert_eq!(
-        m.map(mem.lm(), &ds, 0, bytes.len() as u32, at, true),
-        Ok(at)
-    );
+    assert_eq!(m.map(mem.lm(), &ds, 0, bytes.len() as u32, at, true), Ok(at));
     assert_eq!(mem.bytes(at, bytes.len()), bytes);
     // A store changes only the private copy.
     mem.store(at, !bytes[0]);
@@ -83,10 +78,7 @@ fn maps_file_bytes_and_unmaps_to_zeros() {
     // A window from an aligned offset.
     let at2 = 32 * WASM_PAGE as u32;
     assert_eq!(m.map(mem.lm(), &ds, WASM_PAGE, 1000, at2, false), Ok(at2));
-    assert_eq!(
-        mem.bytes(at2, 1000),
-        bytes[WASM_PAGE as usize..WASM_PAGE as usize + 1000]
-    );
+    assert_eq!(mem.bytes(at2, 1000), bytes[WASM_PAGE as usize..WASM_PAGE as usize + 1000]);
     assert_eq!(m.live(), 2);
     assert!(m.unmap(at));
     assert!(!m.unmap(at), "already unmapped");
@@ -105,52 +97,16 @@ fn bad_requests_are_invalid_arguments() {
     let p = WASM_PAGE as u32;
     let inval = Err(ErrorCode::InvalidArgument);
     assert_eq!(m.map(mem.lm(), &ds, 0, 0, p, false), inval, "empty");
-    assert_eq!(
-        m.map(mem.lm(), &ds, 0, 5 * p, p, false),
-        inval,
-        "past the end"
-    );
-    assert_eq!(
-        m.map(mem.lm(), &ds, u64::MAX - 65535, p, p, false),
-        inval,
-        "offset overflow"
-    );
-    assert_eq!(
-        m.map(mem.lm(), &ds, 4096, p, p, false),
-        inval,
-        "misaligned offset"
-    );
-    assert_eq!(
-        m.map(mem.lm(), &ds, 0, p, p + 4096, false),
-        inval,
-        "misaligned at"
-    );
-    assert_eq!(
-        m.map(mem.lm(), &ds, 0, p, (16 << 20) - p / 2, false),
-        inval,
-        "outside memory"
-    );
-    assert_eq!(
-        m.map(mem.lm(), &ds, 0, p, 16 << 20, false),
-        inval,
-        "at the end of memory"
-    );
+    assert_eq!(m.map(mem.lm(), &ds, 0, 5 * p, p, false), inval, "past the end");
+    assert_eq!(m.map(mem.lm(), &ds, u64::MAX - 65535, p, p, false), inval, "offset overflow");
+    assert_eq!(m.map(mem.lm(), &ds, 4096, p, p, false), inval, "misaligned offset");
+    assert_eq!(m.map(mem.lm(), &ds, 0, p, p + 4096, false), inval, "misaligned at");
+    assert_eq!(m.map(mem.lm(), &ds, 0, p, (16 << 20) - p / 2, false), inval, "outside memory");
+    assert_eq!(m.map(mem.lm(), &ds, 0, p, 16 << 20, false), inval, "at the end of memory");
     assert_eq!(m.map(mem.lm(), &ds, 0, 2 * p, 4 * p, false), Ok(4 * p));
-    assert_eq!(
-        m.map(mem.lm(), &ds, 0, p, 5 * p, false),
-        inval,
-        "overlap inside"
-    );
-    assert_eq!(
-        m.map(mem.lm(), &ds, 0, 2 * p, 3 * p, false),
-        inval,
-        "overlap from below"
-    );
-    assert_eq!(
-        m.map(mem.lm(), &ds, 0, p, 6 * p, false),
-        Ok(6 * p),
-        "adjacent is fine"
-    );
+    assert_eq!(m.map(mem.lm(), &ds, 0, p, 5 * p, false), inval, "overlap inside");
+    assert_eq!(m.map(mem.lm(), &ds, 0, 2 * p, 3 * p, false), inval, "overlap from below");
+    assert_eq!(m.map(mem.lm(), &ds, 0, p, 6 * p, false), Ok(6 * p), "adjacent is fine");
     assert_eq!(m.live(), 2);
 }
 
@@ -166,15 +122,9 @@ fn sigbus_on_a_truncated_file_is_caught_and_reported() {
     let mem = FakeMemory::new(16 << 20);
     let mut m = Mapper::new();
     let at = WASM_PAGE as u32;
-    m.map(mem.lm(), &ds, 0, bytes.len() as u32, at, false)
-        .unwrap();
+    m.map(mem.lm(), &ds, 0, bytes.len() as u32, at, false).unwrap();
     assert_eq!(mem.bytes(at, 4096), bytes[..4096]);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(2 * WASM_PAGE)
-        .unwrap();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(2 * WASM_PAGE).unwrap();
     // Past the new end of file: without the guard this load kills the process.
     let past = 5 * WASM_PAGE as u32;
     assert_eq!(mem.bytes(at + past, 16), [0u8; 16]);
@@ -182,11 +132,7 @@ fn sigbus_on_a_truncated_file_is_caught_and_reported() {
     assert_eq!(faults.len(), 1);
     assert_eq!(faults[0].dataset, "f.bin");
     assert_eq!(faults[0].offset, u64::from(past));
-    assert!(
-        faults[0]
-            .to_string()
-            .contains("media error in dataset f.bin at offset 327680")
-    );
+    assert!(faults[0].to_string().contains("media error in dataset f.bin at offset 327680"));
     // Unmapping afterwards is fine and the range is plain memory again.
     assert!(m.unmap(at));
     assert_eq!(mem.bytes(at + past, 16), [0u8; 16]);
@@ -203,37 +149,14 @@ fn catalog_grants_and_escapes() {
     c.grant("a").unwrap();
     assert!(c.grant("nope").is_err());
     assert_eq!(c.open("a/b/x").unwrap().len(), 1);
-    assert_eq!(
-        c.open("top").err(),
-        Some(ErrorCode::NotPermitted),
-        "not granted"
-    );
-    assert_eq!(
-        c.open("a/../top").err(),
-        Some(ErrorCode::NotPermitted),
-        "dot-dot"
-    );
-    assert_eq!(
-        c.open("/a/b/x").err(),
-        Some(ErrorCode::NotPermitted),
-        "absolute"
-    );
-    assert_eq!(
-        c.open("a/out").err(),
-        Some(ErrorCode::NotPermitted),
-        "symlink out"
-    );
+    assert_eq!(c.open("top").err(), Some(ErrorCode::NotPermitted), "not granted");
+    assert_eq!(c.open("a/../top").err(), Some(ErrorCode::NotPermitted), "dot-dot");
+    assert_eq!(c.open("/a/b/x").err(), Some(ErrorCode::NotPermitted), "absolute");
+    assert_eq!(c.open("a/out").err(), Some(ErrorCode::NotPermitted), "symlink out");
     assert_eq!(c.open("a/missing").err(), Some(ErrorCode::NotFound));
     assert_eq!(c.open("a/b").err(), Some(ErrorCode::NotFound), "directory");
-    assert_eq!(
-        c.open("ab").err(),
-        Some(ErrorCode::NotPermitted),
-        "a prefix of a name is not a grant"
-    );
+    assert_eq!(c.open("ab").err(), Some(ErrorCode::NotPermitted), "a prefix of a name is not a grant");
     let names: Vec<String> = c.list().into_iter().map(|i| i.name).collect();
     assert_eq!(names, ["a/b/x"]);
-    assert_eq!(
-        Catalog::empty().open("x").err(),
-        Some(ErrorCode::NotPermitted)
-    );
+    assert_eq!(Catalog::empty().open("x").err(), Some(ErrorCode::NotPermitted));
 }

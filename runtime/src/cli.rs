@@ -9,11 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(
-    name = "famfs-run",
-    version,
-    about = "Run a WebAssembly guest over famfs datasets, zero-copy and read-only"
-)]
+#[command(name = "famfs-run", version, about = "Run a WebAssembly guest over famfs datasets, zero-copy and read-only")]
 struct Cli {
     /// famfs image file or dax device (/dev/daxX.Y); files are found through its log.
     #[arg(short = 'd', long, env = "FAMFS_DEVICE", conflicts_with = "mount")]
@@ -54,22 +50,16 @@ struct Cli {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration such as 30s, 500ms or 2m"))?;
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration such as 30s, 500ms or 2m"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
         _ => {
-            return Err(format!(
-                "'{s}' has an unknown unit '{unit}'; use ms, s, m or h"
-            ));
+            return Err(format!("'{s}' has an unknown unit '{unit}'; use ms, s, m or h"));
         }
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is out of range"))
@@ -77,9 +67,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// `GUEST=PATH`; with a mount, PATH is resolved inside it and may not climb out.
 fn parse_dir(spec: &str, mount: Option<&Path>, device: bool) -> Result<(String, PathBuf)> {
-    let (guest, path) = spec.split_once('=').with_context(|| {
-        format!("--dir '{spec}' must look like GUEST=PATH, e.g. /data=datasets")
-    })?;
+    let (guest, path) = spec
+        .split_once('=')
+        .with_context(|| format!("--dir '{spec}' must look like GUEST=PATH, e.g. /data=datasets"))?;
     if device {
         bail!(
             "--dir needs --mount for now: WASI files straight from a famfs image or dax device come with the components work; mount the famfs, or map datasets with --dataset"
@@ -135,8 +125,7 @@ pub fn main() -> i32 {
 
 fn main_inner(cli: Cli) -> Result<i32> {
     let mut catalog = match (&cli.device, &cli.mount) {
-        (Some(d), _) => Catalog::open_device(d)
-            .with_context(|| format!("cannot open the famfs on {}", d.display()))?,
+        (Some(d), _) => Catalog::open_device(d).with_context(|| format!("cannot open the famfs on {}", d.display()))?,
         (None, Some(m)) => Catalog::open_mount(m)?,
         (None, None) if cli.datasets.is_empty() => Catalog::empty(),
         (None, None) => bail!("--dataset needs a source: --device IMAGE_OR_DAX or --mount DIR"),
@@ -158,35 +147,20 @@ fn main_inner(cli: Cli) -> Result<i32> {
                 .with_context(|| format!("--env '{kv}' must look like K=V"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = std::fs::read(&cli.module)
-        .with_context(|| format!("cannot read {}", cli.module.display()))?;
-    let engine = SandboxEngine::new(EngineOptions {
-        fuel: cli.fuel.is_some(),
-    })
-    .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let bytes = std::fs::read(&cli.module).with_context(|| format!("cannot read {}", cli.module.display()))?;
+    let engine =
+        SandboxEngine::new(EngineOptions { fuel: cli.fuel.is_some() }).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let module = crate::compile(&engine, &bytes)?;
     let linker = crate::linker(&engine).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let program = cli
-        .module
-        .file_name()
-        .map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
+    let program = cli.module.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
     let inv = Invocation {
         program,
         args: cli.args.clone(),
         env,
         catalog,
         dirs,
-        limits: Limits {
-            timeout: cli.timeout,
-            fuel: cli.fuel,
-            max_memory: cli.max_memory,
-            ..Limits::default()
-        },
-        stdio: if cli.json {
-            Stdio::Capture
-        } else {
-            Stdio::Inherit
-        },
+        limits: Limits { timeout: cli.timeout, fuel: cli.fuel, max_memory: cli.max_memory, ..Limits::default() },
+        stdio: if cli.json { Stdio::Capture } else { Stdio::Inherit },
     };
     let outcome = crate::run(&engine, &linker, &module, inv);
     let code = match &outcome.result {
@@ -195,10 +169,7 @@ fn main_inner(cli: Cli) -> Result<i32> {
     };
     if cli.json {
         let mut v = serde_json::to_value(&outcome)?;
-        let text = |b: &Option<Vec<u8>>| {
-            b.as_deref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-        };
+        let text = |b: &Option<Vec<u8>>| b.as_deref().map(|b| String::from_utf8_lossy(b).into_owned());
         v["stdout"] = text(&outcome.stdout).into();
         v["stderr"] = text(&outcome.stderr).into();
         let mut out = std::io::stdout().lock();

@@ -54,11 +54,7 @@ impl SandboxEngine {
                 }
             })
             .map_err(wasmtime::Error::from)?;
-        Ok(SandboxEngine {
-            engine,
-            stop,
-            options,
-        })
+        Ok(SandboxEngine { engine, stop, options })
     }
 
     /// The wasmtime engine.

@@ -17,12 +17,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            timeout: None,
-            fuel: None,
-            max_memory: 4 << 30,
-            max_table_elements: 100_000,
-        }
+        Limits { timeout: None, fuel: None, max_memory: 4 << 30, max_table_elements: 100_000 }
     }
 }
 
@@ -51,12 +46,7 @@ impl Limiter {
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let ok = desired <= self.max_memory && maximum.is_none_or(|m| desired <= m);
         if ok {
             self.peak_memory = self.peak_memory.max(desired);
@@ -67,12 +57,7 @@ impl wasmtime::ResourceLimiter for Limiter {
         Ok(ok)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= self.max_table && maximum.is_none_or(|m| desired <= m))
     }
 }

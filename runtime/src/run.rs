@@ -150,11 +150,7 @@ fn ser_result<S: serde::Serializer>(r: &Result<i32, RunError>, s: S) -> Result<S
     }
     match r {
         Result::Ok(code) => Ok { exit_code: *code }.serialize(s),
-        Result::Err(e) => Err {
-            error: e,
-            message: e.to_string(),
-        }
-        .serialize(s),
+        Result::Err(e) => Err { error: e, message: e.to_string() }.serialize(s),
     }
 }
 
@@ -181,9 +177,7 @@ pub fn compile(engine: &SandboxEngine, bytes: &[u8]) -> Result<Module, RunError>
     if is_component(bytes) {
         return Err(RunError::Component);
     }
-    Module::new(engine.engine(), bytes).map_err(|e| RunError::Compile {
-        message: format!("{e:#}"),
-    })
+    Module::new(engine.engine(), bytes).map_err(|e| RunError::Compile { message: format!("{e:#}") })
 }
 
 /// A linker with WASI preview 1 and famfs:dataset, reusable across invocations.
@@ -205,10 +199,7 @@ impl DatasetView for HostStateHandle {
     }
 }
 
-fn build_wasi(
-    inv: &Invocation,
-    out: Option<(&MemoryOutputPipe, &MemoryOutputPipe)>,
-) -> Result<WasiP1Ctx, RunError> {
+fn build_wasi(inv: &Invocation, out: Option<(&MemoryOutputPipe, &MemoryOutputPipe)>) -> Result<WasiP1Ctx, RunError> {
     let mut b = WasiCtxBuilder::new();
     // Before preopened_dir: file I/O then runs on this thread (pread straight into guest memory).
     b.allow_blocking_current_thread(true);
@@ -227,9 +218,7 @@ fn build_wasi(
     b.inherit_stdin();
     for (guest, host) in &inv.dirs {
         b.preopened_dir(host, guest, FsPerms::ReadOnly)
-            .map_err(|e| RunError::Setup {
-                message: format!("cannot expose {} as {guest}: {e:#}", host.display()),
-            })?;
+            .map_err(|e| RunError::Setup { message: format!("cannot expose {} as {guest}: {e:#}", host.display()) })?;
     }
     Ok(b.build_p1())
 }
@@ -237,37 +226,16 @@ fn build_wasi(
 const CAPTURE_LIMIT: usize = 64 << 20;
 
 /// Runs `module`'s `_start` once, in a fresh store.
-pub fn run(
-    engine: &SandboxEngine,
-    linker: &Linker<HostStateHandle>,
-    module: &Module,
-    inv: Invocation,
-) -> Outcome {
+pub fn run(engine: &SandboxEngine, linker: &Linker<HostStateHandle>, module: &Module, inv: Invocation) -> Outcome {
     let mut metrics = Metrics::default();
-    let pipes = (inv.stdio == Stdio::Capture).then(|| {
-        (
-            MemoryOutputPipe::new(CAPTURE_LIMIT),
-            MemoryOutputPipe::new(CAPTURE_LIMIT),
-        )
-    });
-    let result = run_inner(
-        engine,
-        linker,
-        module,
-        &inv,
-        pipes.as_ref().map(|(o, e)| (o, e)),
-        &mut metrics,
-    );
+    let pipes = (inv.stdio == Stdio::Capture)
+        .then(|| (MemoryOutputPipe::new(CAPTURE_LIMIT), MemoryOutputPipe::new(CAPTURE_LIMIT)));
+    let result = run_inner(engine, linker, module, &inv, pipes.as_ref().map(|(o, e)| (o, e)), &mut metrics);
     let (stdout, stderr) = match pipes {
         Some((o, e)) => (Some(o.contents().to_vec()), Some(e.contents().to_vec())),
         None => (None, None),
     };
-    Outcome {
-        result,
-        metrics,
-        stdout,
-        stderr,
-    }
+    Outcome { result, metrics, stdout, stderr }
 }
 
 fn run_inner(
@@ -279,39 +247,28 @@ fn run_inner(
     metrics: &mut Metrics,
 ) -> Result<i32, RunError> {
     let wasi = build_wasi(inv, pipes)?;
-    let state = HostState {
-        wasi,
-        datasets: DatasetHost::new(inv.catalog.clone()),
-        limiter: Limiter::new(&inv.limits),
-    };
+    let state = HostState { wasi, datasets: DatasetHost::new(inv.catalog.clone()), limiter: Limiter::new(&inv.limits) };
     let mut store = Store::new(engine.engine(), HostStateHandle(state));
     store.limiter(|h| &mut h.0.limiter);
     if let Some(fuel) = inv.limits.fuel {
-        store.set_fuel(fuel).map_err(|e| RunError::Setup {
-            message: format!("{e:#}; build the engine with fuel counting"),
-        })?;
+        store
+            .set_fuel(fuel)
+            .map_err(|e| RunError::Setup { message: format!("{e:#}; build the engine with fuel counting") })?;
     } else if engine.options().fuel {
         store.set_fuel(u64::MAX).expect("fuel is enabled");
     }
     // "No timeout" is a deadline centuries away: wasmtime adds the current epoch to it.
     let ticks = inv.limits.timeout.map_or(u64::MAX / 4, |t| {
-        u64::try_from(t.as_nanos() / crate::engine::EPOCH_TICK.as_nanos())
-            .unwrap_or(u64::MAX / 4)
-            .max(1)
+        u64::try_from(t.as_nanos() / crate::engine::EPOCH_TICK.as_nanos()).unwrap_or(u64::MAX / 4).max(1)
     });
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
 
     let t0 = Instant::now();
-    let instance = linker
-        .instantiate(&mut store, module)
-        .map_err(|e| classify(e, &mut store, inv))?;
-    let start = instance
-        .get_typed_func::<(), ()>(&mut store, "_start")
-        .map_err(|_| RunError::Link {
-            message: "the module exports no `_start` function (is it a wasm32-wasip1 command?)"
-                .into(),
-        })?;
+    let instance = linker.instantiate(&mut store, module).map_err(|e| classify(e, &mut store, inv))?;
+    let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(|_| RunError::Link {
+        message: "the module exports no `_start` function (is it a wasm32-wasip1 command?)".into(),
+    })?;
     metrics.instantiate_ms = ms(t0.elapsed());
     let t1 = Instant::now();
     let r = start.call(&mut store, ());
@@ -344,25 +301,14 @@ fn ms(d: Duration) -> f64 {
 fn classify(e: wasmtime::Error, store: &mut Store<HostStateHandle>, inv: &Invocation) -> RunError {
     let denied = store.data().0.limiter.denied;
     match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => RunError::Timeout {
-            limit_ms: inv.limits.timeout.map_or(0, |t| t.as_millis() as u64),
-        },
-        Some(Trap::OutOfFuel) => RunError::FuelExhausted {
-            fuel: inv.limits.fuel.unwrap_or(0),
-        },
+        Some(Trap::Interrupt) => RunError::Timeout { limit_ms: inv.limits.timeout.map_or(0, |t| t.as_millis() as u64) },
+        Some(Trap::OutOfFuel) => RunError::FuelExhausted { fuel: inv.limits.fuel.unwrap_or(0) },
         Some(Trap::StackOverflow) => RunError::StackOverflow,
-        _ if denied.is_some() => RunError::MemoryLimit {
-            limit: inv.limits.max_memory,
-            requested: denied.unwrap_or(0) as u64,
-        },
-        Some(_) => RunError::Trap {
-            message: format!("{e:#}"),
-        },
-        None if format!("{e:#}").contains("unknown import") => RunError::Link {
-            message: format!("{e:#}"),
-        },
-        None => RunError::Trap {
-            message: format!("{e:#}"),
-        },
+        _ if denied.is_some() => {
+            RunError::MemoryLimit { limit: inv.limits.max_memory, requested: denied.unwrap_or(0) as u64 }
+        }
+        Some(_) => RunError::Trap { message: format!("{e:#}") },
+        None if format!("{e:#}").contains("unknown import") => RunError::Link { message: format!("{e:#}") },
+        None => RunError::Trap { message: format!("{e:#}") },
     }
 }

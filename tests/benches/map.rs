@@ -36,7 +36,8 @@ fn native_sum(path: &Path) -> (u64, f64) {
 }
 
 fn main() {
-    let size = std::env::var("FAMFS_BENCH_SIZE").map_or(1 << 30, |s| famfs::units::parse_size(&s).expect("FAMFS_BENCH_SIZE"));
+    let size =
+        std::env::var("FAMFS_BENCH_SIZE").map_or(1 << 30, |s| famfs::units::parse_size(&s).expect("FAMFS_BENCH_SIZE"));
     let runs: usize = std::env::var("FAMFS_BENCH_RUNS").map_or(5, |s| s.parse().expect("FAMFS_BENCH_RUNS"));
     let base = std::env::var_os("FAMFS_BENCH_DIR").map_or_else(
         || if Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() },
@@ -71,7 +72,13 @@ fn main() {
         let r = run_with("sum-u64", &["data.bin"], catalog_mount(&root, &["/"]), &[], Limits::default());
         assert_eq!(r.ok().split_whitespace().next().unwrap(), want.to_string(), "mapped guest sum");
         mapped.push(r.outcome.metrics.run_ms / 1000.0);
-        let r = run_with("sum-u64", &["--mode", "wasi", "/d/data.bin"], Catalog::empty(), &[("/d", root.clone())], Limits::default());
+        let r = run_with(
+            "sum-u64",
+            &["--mode", "wasi", "/d/data.bin"],
+            Catalog::empty(),
+            &[("/d", root.clone())],
+            Limits::default(),
+        );
         assert_eq!(r.ok().split_whitespace().next().unwrap(), want.to_string(), "WASI guest sum");
         wasi.push(r.outcome.metrics.run_ms / 1000.0);
     }

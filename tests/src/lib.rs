@@ -42,14 +42,15 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 
 /// Deterministic text: lines of words of varied length, some blank lines, tabs.
 pub fn text(len: usize, seed: u64) -> Vec<u8> {
-    const WORDS: [&str; 12] = ["famfs", "cxl", "memory", "zero-copy", "wasm", "guest", "x", "dataset", "\tshared", "", "needle", "hosts"];
+    const WORDS: [&str; 12] =
+        ["famfs", "cxl", "memory", "zero-copy", "wasm", "guest", "x", "dataset", "\tshared", "", "needle", "hosts"];
     let r = pattern(len, seed);
     let mut out = Vec::with_capacity(len + 16);
     let mut i = 0;
     while out.len() < len {
         let w = WORDS[r[i % r.len()] as usize % WORDS.len()];
         out.extend_from_slice(w.as_bytes());
-        out.push(if r[(i + 1) % r.len()] % 7 == 0 { b'\n' } else { b' ' });
+        out.push(if r[(i + 1) % r.len()].is_multiple_of(7) { b'\n' } else { b' ' });
         i += 2;
     }
     out.truncate(len);
@@ -141,9 +142,7 @@ pub mod native {
 
     /// Lines containing `pat`.
     pub fn grep(b: &[u8], pat: &[u8]) -> u64 {
-        b.split(|&c| c == b'\n')
-            .filter(|l| !l.is_empty() && l.windows(pat.len()).any(|w| w == pat))
-            .count() as u64
+        b.split(|&c| c == b'\n').filter(|l| !l.is_empty() && l.windows(pat.len()).any(|w| w == pat)).count() as u64
     }
 
     /// Byte histogram.

@@ -46,7 +46,7 @@ fn err(r: &Run) -> &RunError {
     }
 }
 
-/// 1. Stores into a mapped range land in the guest's private copy.
+/// Case 1: Stores into a mapped range land in the guest's private copy.
 #[test]
 fn guest_store_into_mapping() {
     let s = setup();
@@ -61,7 +61,7 @@ fn guest_store_into_mapping() {
     });
 }
 
-/// 2. WASI fd_read into a mapped range.
+/// Case 2: WASI fd_read into a mapped range.
 #[test]
 fn wasi_read_into_mapping() {
     let s = setup();
@@ -80,7 +80,7 @@ fn wasi_read_into_mapping() {
     });
 }
 
-/// 3. A host call whose output pointer points into a mapped range.
+/// Case 3: A host call whose output pointer points into a mapped range.
 #[test]
 fn host_call_output_into_mapping() {
     let s = setup();
@@ -91,7 +91,7 @@ fn host_call_output_into_mapping() {
     });
 }
 
-/// 4. The file shrinks while mapped: SIGBUS is caught and the invocation fails with a media
+/// Case 4: The file shrinks while mapped: SIGBUS is caught and the invocation fails with a media
 /// error naming the dataset and offset. Both for an image source and a mounted file.
 #[test]
 fn truncated_while_mapped_is_a_media_error() {
@@ -123,7 +123,7 @@ fn truncated_while_mapped_is_a_media_error() {
     }
 }
 
-/// 5. An infinite loop hits the timeout.
+/// Case 5: An infinite loop hits the timeout.
 #[test]
 fn infinite_loop_times_out() {
     let limits = Limits { timeout: Some(Duration::from_millis(300)), ..Limits::default() };
@@ -133,7 +133,7 @@ fn infinite_loop_times_out() {
     assert!(t.elapsed() < Duration::from_secs(20));
 }
 
-/// 6. A memory bomb hits the memory limit.
+/// Case 6: A memory bomb hits the memory limit.
 #[test]
 fn memory_bomb_hits_the_limit() {
     let limits = Limits { max_memory: 64 << 20, ..Limits::default() };
@@ -148,14 +148,14 @@ fn memory_bomb_hits_the_limit() {
     assert!(r.outcome.metrics.peak_memory <= 64 << 20);
 }
 
-/// 7. Unbounded recursion overflows the stack.
+/// Case 7: Unbounded recursion overflows the stack.
 #[test]
 fn unbounded_recursion_overflows_the_stack() {
     let r = run("adversary", &["recurse"], famfs_host_api::Catalog::empty());
     assert!(matches!(err(&r), RunError::StackOverflow), "{}", err(&r));
 }
 
-/// 8. Bad map requests get error codes.
+/// Case 8: Bad map requests get error codes.
 #[test]
 fn bad_map_requests_get_error_codes() {
     let s = setup();
@@ -177,7 +177,7 @@ fn bad_map_requests_get_error_codes() {
     });
 }
 
-/// 9. Forged and double-dropped handles trap the guest, not the host.
+/// Case 9: Forged and double-dropped handles trap the guest, not the host.
 #[test]
 fn forged_and_double_dropped_handles_trap() {
     let s = setup();
@@ -193,7 +193,7 @@ fn forged_and_double_dropped_handles_trap() {
     }
 }
 
-/// 10. `..`, absolute and symlink escapes are not permitted, through the catalog and WASI.
+/// Case 10: `..`, absolute and symlink escapes are not permitted, through the catalog and WASI.
 #[test]
 fn escapes_are_not_permitted() {
     let s = setup();
@@ -219,7 +219,7 @@ fn escapes_are_not_permitted() {
     }
 }
 
-/// 11. A dataset that was not granted is not permitted, and not listed.
+/// Case 11: A dataset that was not granted is not permitted, and not listed.
 #[test]
 fn ungranted_dataset_is_not_permitted() {
     let s = setup();
@@ -235,7 +235,7 @@ fn ungranted_dataset_is_not_permitted() {
     assert!(r.ok().lines().any(|l| l == format!("{NAME}: not-permitted")));
 }
 
-/// 12. memory.grow never reaches into a mapping.
+/// Case 12: memory.grow never reaches into a mapping.
 #[test]
 fn memory_grow_never_reaches_a_mapping() {
     let s = setup();

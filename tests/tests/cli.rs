@@ -26,7 +26,11 @@ fn wc_over_an_image_prints_the_counts() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{l} {w} {b} logs/app.log\n"));
 
     // FAMFS_DEVICE stands in for --device; --json carries the outcome, metrics and output.
-    let o = famfs_run().env("FAMFS_DEVICE", &img).args(["--dataset", "logs", "--json", s(&wc), "logs/app.log"]).output().unwrap();
+    let o = famfs_run()
+        .env("FAMFS_DEVICE", &img)
+        .args(["--dataset", "logs", "--json", s(&wc), "logs/app.log"])
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["result"]["exit_code"], 0);
@@ -50,7 +54,8 @@ fn guest_exit_codes_and_errors_pass_through() {
     assert_eq!(o.status.code(), Some(124));
     assert!(String::from_utf8_lossy(&o.stderr).contains("ran out of time"));
     // --json on failure: the error kind for programs.
-    let o = famfs_run().args(["--json", "--max-memory", "32M", s(&guest("adversary")), "memory-bomb"]).output().unwrap();
+    let o =
+        famfs_run().args(["--json", "--max-memory", "32M", s(&guest("adversary")), "memory-bomb"]).output().unwrap();
     assert_eq!(o.status.code(), Some(125));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["result"]["error"]["kind"], "memory-limit");
@@ -76,4 +81,23 @@ fn bad_invocations_get_clear_messages() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot grant 'nope'"));
     let o = famfs_run().args(["--timeout", "soon", s(&guest("wc"))]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a duration"));
+}
+
+#[test]
+fn fuel_budgets_are_enforced_and_reported() {
+    let adversary = guest("adversary");
+    let o = famfs_run().args(["--fuel", "2000000", s(&adversary), "spin"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ran out of fuel (budget 2000000)"));
+    let dir = scratch();
+    let data = text(1 << 20, 9);
+    let img = image_with(dir.path(), 16 << 20, &[ImageFile { path: "t.txt", data: &data, strips: None }]);
+    let o = famfs_run()
+        .args(["--json", "--fuel", "10000000000", "-d", s(&img), "--dataset", "/", s(&guest("wc")), "t.txt"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"]["exit_code"], 0, "{v}");
+    let used = v["metrics"]["fuel_used"].as_u64().unwrap();
+    assert!(used > 1 << 20 && used < 10_000_000_000, "wc of 1 MiB used {used} fuel");
 }

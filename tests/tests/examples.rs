@@ -43,7 +43,8 @@ fn each_source(f: &Fixture, guest: &str, pre: &[&str], name: &str, check: &dyn F
         let mut args: Vec<&str> = mode.clone();
         args.extend_from_slice(pre);
         args.push(name);
-        let catalog = if label.starts_with("image") { catalog_device(&f.img, &["/"]) } else { catalog_mount(&f.mnt, &["/"]) };
+        let catalog =
+            if label.starts_with("image") { catalog_device(&f.img, &["/"]) } else { catalog_mount(&f.mnt, &["/"]) };
         let r = run(guest, &args, catalog);
         check(&r, &format!("{guest} {label} {name}"));
     }

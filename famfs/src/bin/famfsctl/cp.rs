@@ -52,14 +52,18 @@ pub fn run(g: &Global, a: Args) -> Result<i32> {
     let mut w = Writer::open(g.device()?, &identity(false)?)?;
     let layout = match a.interleave {
         None => Layout::Simple,
-        Some(n) => Layout::Interleaved(Interleave { nstrips: n, nbuckets: a.buckets.unwrap_or(n), chunk_size: a.chunk }),
+        Some(n) => {
+            Layout::Interleaved(Interleave { nstrips: n, nbuckets: a.buckets.unwrap_or(n), chunk_size: a.chunk })
+        }
     };
     let dest_is_dir = matches!(w.fs().namespace().lookup(dest), Ok(Lookup::Dir(_)));
     if !dest_is_dir && dest.ends_with('/') {
         bail!("'{dest}' is not an existing famfs directory (create it with mkdir -p)");
     }
     if sources.len() > 1 && !dest_is_dir {
-        bail!("copying several sources needs an existing famfs directory as the destination; '{dest}' is not one (create it with mkdir -p)");
+        bail!(
+            "copying several sources needs an existing famfs directory as the destination; '{dest}' is not one (create it with mkdir -p)"
+        );
     }
     let mut jobs = Vec::new();
     let mut failed = 0;
@@ -117,9 +121,7 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
 }
 
 fn name_of(p: &Path) -> Result<&str> {
-    p.file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("{} has no UTF-8 file name", p.display()))
+    p.file_name().and_then(|n| n.to_str()).with_context(|| format!("{} has no UTF-8 file name", p.display()))
 }
 
 /// Plans the copy of one source, following `cp`: into an existing directory as

@@ -26,7 +26,11 @@ pub fn run(g: &Global, a: Args) -> Result<i32> {
     }
     writeln!(out, "famfs fsck of {} ({} bytes)", r.device, r.device_size)?;
     if let Some(sb) = &r.superblock {
-        writeln!(out, "  superblock: version {} (OMF {}.{}), UUID {}", sb.version, sb.omf_major, sb.omf_minor, sb.fs_uuid)?;
+        writeln!(
+            out,
+            "  superblock: version {} (OMF {}.{}), UUID {}",
+            sb.version, sb.omf_major, sb.omf_minor, sb.fs_uuid
+        )?;
         writeln!(out, "  device UUID {}, master system UUID {}", sb.dev_uuid, sb.system_uuid)?;
         let role = match r.role {
             Some(famfs::Role::Master) => "Owner",

@@ -125,7 +125,9 @@ pub fn ls(g: &Global, a: LsArgs) -> Result<i32> {
 }
 
 fn map_lines(map: &FileMap) -> Vec<String> {
-    let ext = |i: usize, e: &famfs::Extent| format!("    {i:>2}: offset {:#x} length {:#x} (device {})", e.offset, e.len, e.devindex);
+    let ext = |i: usize, e: &famfs::Extent| {
+        format!("    {i:>2}: offset {:#x} length {:#x} (device {})", e.offset, e.len, e.devindex)
+    };
     match map {
         FileMap::Simple { extents } => {
             let mut v = vec![format!("  map: simple, {} extent(s)", extents.len())];
@@ -155,7 +157,14 @@ pub fn stat(g: &Global, a: StatArgs) -> Result<i32> {
                 writeln!(out, "  path: {}", f.path)?;
                 writeln!(out, "  type: regular file")?;
                 writeln!(out, "  size: {} (allocated {})", f.size, f.map.capacity())?;
-                writeln!(out, "  mode: {:04o} ({})  uid: {}  gid: {}", f.mode, permissions(false, f.mode), f.uid, f.gid)?;
+                writeln!(
+                    out,
+                    "  mode: {:04o} ({})  uid: {}  gid: {}",
+                    f.mode,
+                    permissions(false, f.mode),
+                    f.uid,
+                    f.gid
+                )?;
                 writeln!(out, "  log entry: {}", f.entry_index)?;
                 for l in map_lines(&f.map) {
                     writeln!(out, "{l}")?;
@@ -170,7 +179,14 @@ pub fn stat(g: &Global, a: StatArgs) -> Result<i32> {
             } else {
                 writeln!(out, "  path: /{path}")?;
                 writeln!(out, "  type: directory")?;
-                writeln!(out, "  mode: {:04o} ({})  uid: {}  gid: {}", d.mode, permissions(true, d.mode), d.uid, d.gid)?;
+                writeln!(
+                    out,
+                    "  mode: {:04o} ({})  uid: {}  gid: {}",
+                    d.mode,
+                    permissions(true, d.mode),
+                    d.uid,
+                    d.gid
+                )?;
                 match d.entry_index {
                     Some(i) => writeln!(out, "  log entry: {i}")?,
                     None => writeln!(out, "  log entry: none (root)")?,
@@ -215,13 +231,21 @@ pub fn log(g: &Global, a: LogArgs) -> Result<i32> {
             Err(err) => writeln!(out, "{i:>6} INVALID: {err}")?,
             Ok(e) => match &e.body {
                 EntryBody::File(f) => {
-                    writeln!(out, "{i:>6} file  {} size {} mode {:04o} uid {} gid {}", f.path, f.size, f.mode, f.uid, f.gid)?;
+                    writeln!(
+                        out,
+                        "{i:>6} file  {} size {} mode {:04o} uid {} gid {}",
+                        f.path, f.size, f.mode, f.uid, f.gid
+                    )?;
                     for l in map_lines(&f.map) {
                         writeln!(out, "      {l}")?;
                     }
                 }
-                EntryBody::Mkdir(d) => writeln!(out, "{i:>6} mkdir {} mode {:04o} uid {} gid {}", d.path, d.mode, d.uid, d.gid)?,
-                EntryBody::AddDaxdev(d) => writeln!(out, "{i:>6} add-daxdev index {} size {} uuid {}", d.index, d.size, d.uuid)?,
+                EntryBody::Mkdir(d) => {
+                    writeln!(out, "{i:>6} mkdir {} mode {:04o} uid {} gid {}", d.path, d.mode, d.uid, d.gid)?
+                }
+                EntryBody::AddDaxdev(d) => {
+                    writeln!(out, "{i:>6} add-daxdev index {} size {} uuid {}", d.index, d.size, d.uuid)?
+                }
                 EntryBody::Other { entry_type, .. } => writeln!(out, "{i:>6} type {entry_type} (ignored)")?,
             },
         }
