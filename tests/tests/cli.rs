@@ -101,3 +101,27 @@ fn fuel_budgets_are_enforced_and_reported() {
     let used = v["metrics"]["fuel_used"].as_u64().unwrap();
     assert!(used > 1 << 20 && used < 10_000_000_000, "wc of 1 MiB used {used} fuel");
 }
+
+#[test]
+fn wasi_directories_from_a_mount() {
+    let dir = scratch();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(mnt.join("logs")).unwrap();
+    let data = text(300_000, 3);
+    std::fs::write(mnt.join("logs/a.log"), &data).unwrap();
+    let wc = guest("wc");
+    // PATH is inside the mount; the guest reads it through WASI (read-only preopen).
+    let o = famfs_run()
+        .args(["--mount", s(&mnt), "--dir", "/data=logs", s(&wc), "--mode", "wasi", "/data/a.log"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (l, w, b) = native::wc(&data);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{l} {w} {b} /data/a.log\n"));
+    let o = famfs_run().args(["--mount", s(&mnt), "--dir", "/data=../..", s(&wc), "x"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("must stay inside the mount"));
+    let img = image_with(dir.path(), 16 << 20, &[ImageFile { path: "a", data: b"x", strips: None }]);
+    let o = famfs_run().args(["--device", s(&img), "--dir", "/data=/", s(&wc), "x"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--dir needs --mount for now"));
+}
