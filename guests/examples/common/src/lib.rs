@@ -30,6 +30,9 @@ pub struct Options {
     pub mode: Mode,
     /// `--window` in bytes (default: the whole dataset if at most 1 GiB, else 256 MiB).
     pub window: Option<u64>,
+    /// `--populate`: fault each window's pages in when it is mapped (one `MADV_POPULATE_READ`
+    /// instead of a page fault per page on first touch).
+    pub populate: bool,
     /// The positional arguments.
     pub args: Vec<String>,
 }
@@ -42,8 +45,9 @@ pub fn fail(message: impl std::fmt::Display) -> ! {
 
 /// Prints the usage to stderr and exits with code 2.
 pub fn usage(program: &str, positional: &str) -> ! {
-    eprintln!("usage: {program} [--mode map|read|wasi] [--window SIZE_BYTES] {positional}");
+    eprintln!("usage: {program} [--mode map|read|wasi] [--window SIZE_BYTES] [--populate] {positional}");
     eprintln!("  --mode map   map the dataset zero-copy (default), in windows of --window bytes");
+    eprintln!("  --populate   with map: fault each window in when it is mapped");
     eprintln!("  --mode read  copy it out with dataset.read, 4 MiB at a time");
     eprintln!("  --mode wasi  NAME is a WASI path (a directory preopened with famfs-run --dir)");
     std::process::exit(2)
@@ -63,7 +67,7 @@ fn parse_size(s: &str) -> Option<u64> {
 /// Parses the process's arguments; wrong usage (or fewer than `min_args` positional
 /// arguments) prints the usage and exits 2.
 pub fn parse_args(program: &str, positional: &str, min_args: usize) -> Options {
-    let mut opts = Options { mode: Mode::Map, window: None, args: Vec::new() };
+    let mut opts = Options { mode: Mode::Map, window: None, populate: false, args: Vec::new() };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if !opts.args.is_empty() {
@@ -87,6 +91,7 @@ pub fn parse_args(program: &str, positional: &str, min_args: usize) -> Options {
                 Some(w) if w > 0 => opts.window = Some(w),
                 _ => usage(program, positional),
             },
+            "--populate" if inline.is_none() => opts.populate = true,
             "--" => opts.args.extend(args.by_ref()),
             "-h" | "--help" => usage(program, positional),
             f if f.starts_with("--") => usage(program, positional),
@@ -124,7 +129,8 @@ pub fn scan(opts: &Options, name: &str, mut f: impl FnMut(&[u8])) -> Result<u64,
             let windows = match opts.window {
                 Some(w) => ds.windows(w),
                 None => ds.windows_default(),
-            };
+            }
+            .populate(opts.populate);
             for window in windows {
                 let window = window.map_err(|e| err(&e))?;
                 f(window.as_slice());
