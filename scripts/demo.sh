@@ -8,12 +8,12 @@ work=${DEMO_DIR:-target/demo}
 mkdir -p "$work"
 # The demo plays the master host with an identity of its own instead of /opt/famfs/system_uuid.
 export FAMFS_SYSTEM_UUID_FILE=${FAMFS_SYSTEM_UUID_FILE:-$work/system_uuid}
-target=${CARGO_TARGET_DIR:-target}
+target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 
 echo "== building famfsctl and famfs-run (release; the first build takes several minutes)"
 cargo build --quiet --release -p famfs --bin famfsctl -p famfs-runtime --bin famfs-run
 echo "== building the example guests (wasm32-wasip1)"
-(cd guests && cargo build --quiet --release --target wasm32-wasip1 --target-dir "../$target/guests-target")
+(cd guests && cargo build --quiet --release --target wasm32-wasip1 --target-dir "$target/guests-target")
 ctl=$target/release/famfsctl
 run=$target/release/famfs-run
 guests=$target/guests-target/wasm32-wasip1/release

@@ -148,9 +148,11 @@ fn main_inner(cli: Cli) -> Result<i32> {
         })
         .collect::<Result<Vec<_>>>()?;
     let bytes = std::fs::read(&cli.module).with_context(|| format!("cannot read {}", cli.module.display()))?;
+    let started = std::time::Instant::now();
     let engine =
         SandboxEngine::new(EngineOptions { fuel: cli.fuel.is_some() }).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let module = crate::compile(&engine, &bytes)?;
+    let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
     let linker = crate::linker(&engine).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let program = cli.module.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
     let inv = Invocation {
@@ -172,6 +174,7 @@ fn main_inner(cli: Cli) -> Result<i32> {
         let text = |b: &Option<Vec<u8>>| b.as_deref().map(|b| String::from_utf8_lossy(b).into_owned());
         v["stdout"] = text(&outcome.stdout).into();
         v["stderr"] = text(&outcome.stderr).into();
+        v["metrics"]["compile_ms"] = compile_ms.into();
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;

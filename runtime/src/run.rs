@@ -83,6 +83,8 @@ fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Resul
 /// What an invocation measured.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Metrics {
+    /// Wall time of the whole invocation (set-up, instantiation, run, teardown), milliseconds.
+    pub wall_ms: f64,
     /// Instantiation time (linking, memory set-up), milliseconds.
     pub instantiate_ms: f64,
     /// Time in the guest, milliseconds.
@@ -227,10 +229,12 @@ const CAPTURE_LIMIT: usize = 64 << 20;
 
 /// Runs `module`'s `_start` once, in a fresh store.
 pub fn run(engine: &SandboxEngine, linker: &Linker<HostStateHandle>, module: &Module, inv: Invocation) -> Outcome {
+    let t0 = Instant::now();
     let mut metrics = Metrics::default();
     let pipes = (inv.stdio == Stdio::Capture)
         .then(|| (MemoryOutputPipe::new(CAPTURE_LIMIT), MemoryOutputPipe::new(CAPTURE_LIMIT)));
     let result = run_inner(engine, linker, module, &inv, pipes.as_ref().map(|(o, e)| (o, e)), &mut metrics);
+    metrics.wall_ms = ms(t0.elapsed());
     let (stdout, stderr) = match pipes {
         Some((o, e)) => (Some(o.contents().to_vec()), Some(e.contents().to_vec())),
         None => (None, None),

@@ -181,6 +181,10 @@ fn bad_map_requests_get_error_codes() {
 #[test]
 fn forged_and_double_dropped_handles_trap() {
     let s = setup();
+    unchanged(&[&s.img], || forged_and_double_dropped(&s));
+}
+
+fn forged_and_double_dropped(s: &Setup) {
     let r = run("adversary", &["forge-handle"], catalog_device(&s.img, &["/"]));
     match err(&r) {
         RunError::Trap { message } => assert!(message.contains("unknown or dropped dataset handle 12345"), "{message}"),
@@ -198,6 +202,11 @@ fn forged_and_double_dropped_handles_trap() {
 fn escapes_are_not_permitted() {
     let s = setup();
     std::os::unix::fs::symlink("/etc", s.mnt.join("link-out")).unwrap();
+    let file = s.mnt.join(NAME);
+    unchanged(&[&s.img, &file], || escapes(&s));
+}
+
+fn escapes(s: &Setup) {
     let r = run_with(
         "adversary",
         &["escape", "data"],
@@ -223,6 +232,11 @@ fn escapes_are_not_permitted() {
 #[test]
 fn ungranted_dataset_is_not_permitted() {
     let s = setup();
+    let files = [s.img.clone(), s.mnt.join("secret/other.bin")];
+    unchanged(&[&files[0], &files[1]], || ungranted(&s));
+}
+
+fn ungranted(s: &Setup) {
     for catalog in [catalog_device(&s.img, &["data"]), catalog_mount(&s.mnt, &["data"])] {
         let r = run("adversary", &["not-granted", "secret/other.bin"], catalog);
         let out = r.ok();

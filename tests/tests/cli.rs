@@ -38,6 +38,8 @@ fn wc_over_an_image_prints_the_counts() {
     assert_eq!(v["metrics"]["bytes_mapped"], b);
     assert!(v["metrics"]["peak_memory"].as_u64().unwrap() >= b);
     assert!(v["metrics"]["run_ms"].as_f64().unwrap() > 0.0);
+    let wall = v["metrics"]["wall_ms"].as_f64().unwrap();
+    assert!(wall >= v["metrics"]["run_ms"].as_f64().unwrap() && v["metrics"]["compile_ms"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
