@@ -247,7 +247,12 @@ impl Catalog {
                 Ok(Lookup::Dir(_)) | Err(_) => Err(ErrorCode::NotFound),
             },
             Source::Mount { dir, .. } => {
-                let f = dir.open(path.as_str()).map_err(|e| io_code(&e))?;
+                // O_NONBLOCK: opening a FIFO planted in the tree must not block the host thread
+                // (a timeout cannot interrupt a host call); non-files are refused just below.
+                let mut opts = cap_std::fs::OpenOptions::new();
+                opts.read(true);
+                cap_std::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NONBLOCK | libc::O_CLOEXEC);
+                let f = dir.open_with(path.as_str(), &opts).map_err(|e| io_code(&e))?;
                 let meta = f.metadata().map_err(|e| io_code(&e))?;
                 if !meta.is_file() {
                     return Err(ErrorCode::NotFound);

@@ -159,4 +159,14 @@ fn catalog_grants_and_escapes() {
     let names: Vec<String> = c.list().into_iter().map(|i| i.name).collect();
     assert_eq!(names, ["a/b/x"]);
     assert_eq!(Catalog::empty().open("x").err(), Some(ErrorCode::NotPermitted));
+    // A FIFO in the tree neither blocks the host nor opens as a dataset.
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        dir.path().join("a/fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        0,
+    )
+    .unwrap();
+    assert_eq!(c.open("a/fifo").err(), Some(ErrorCode::NotFound));
 }
