@@ -108,7 +108,7 @@ pub enum Stdio {
 
 /// One invocation of a command guest (`_start`).
 pub struct Invocation {
-    /// argv[0] as the guest sees it.
+    /// `argv[0]` as the guest sees it.
     pub program: String,
     /// Further arguments.
     pub args: Vec<String>,
