@@ -121,11 +121,8 @@ impl Famfs {
         let from = self.entries.len();
         self.entries.extend(new);
         self.header = header;
-        let report = if self.ns.next_index() == from as u64 {
-            self.ns.replay(&self.entries[from..], &geometry)
-        } else {
-            ReplayReport::default()
-        };
+        // A namespace stopped at an invalid entry replays nothing more (logplay semantics).
+        let report = self.ns.replay(&self.entries[from..], &geometry);
         merge(&mut self.report, &report);
         Ok(report)
     }

@@ -81,7 +81,7 @@ impl FsckReport {
         }
     }
 
-    fn unreadable(device: &str, size: u64, why: String) -> FsckReport {
+    fn new(device: &str, size: u64) -> FsckReport {
         FsckReport {
             device: device.into(),
             device_size: size,
@@ -90,8 +90,12 @@ impl FsckReport {
             role: None,
             stats: FsckStats::default(),
             problems: Vec::new(),
-            unreadable: Some(why),
+            unreadable: None,
         }
+    }
+
+    fn unreadable(device: &str, size: u64, why: String) -> FsckReport {
+        FsckReport { unreadable: Some(why), ..FsckReport::new(device, size) }
     }
 }
 
@@ -110,8 +114,7 @@ pub fn fsck(device: &Device, identity: Option<&SystemIdentity>) -> FsckReport {
         Ok(sb) => sb,
         Err(e) => return FsckReport::unreadable(&name, device.size(), e.to_string()),
     };
-    let mut report = FsckReport::unreadable(&name, device.size(), String::new());
-    report.unreadable = None;
+    let mut report = FsckReport::new(&name, device.size());
     report.role = identity.map(|i| i.role(&sb));
     let mut problems = Vec::new();
     if device.size() < sb.dev_size {
