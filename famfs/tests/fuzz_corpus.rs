@@ -2,6 +2,10 @@
 //! (`fuzz/artifacts/decode/`) through the fuzz target's own logic, so every input the fuzzer
 //! ever kept is a regression test of the normal suite. Needs no nightly and no libFuzzer.
 
+mod common;
+
+use common::{hex, panic_message};
+
 #[path = "../../fuzz/fuzz_targets/dispatch.rs"]
 mod dispatch;
 
@@ -20,17 +24,6 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "non-string panic".into())
 }
 
 /// Runs every file; returns the outcome per file and the failures (name, message, input hex).

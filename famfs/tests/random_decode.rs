@@ -156,17 +156,6 @@ fn fix_crc(b: &mut [u8], covered: usize, at: usize) {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "non-string panic".into())
-}
-
 /// Runs `f` on every input, collecting panics (and failed properties) with the input in hex.
 fn run_all(
     what: &str,

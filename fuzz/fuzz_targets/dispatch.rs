@@ -50,8 +50,8 @@ const HEADER_LEN: usize = 48;
 const ENTRY_LEN: usize = 544;
 const DEFAULT_LOG_LEN: u64 = 8 << 20;
 /// The largest entry index any valid log has: the last slot of a 2^63-byte log (`ts_log_len`
-/// is a power of two, so 2^63 is the largest). Indexes past it are outside the decoder's domain
-/// (see the report on `LogEntry::decode` with huge indexes), so the target stays below it.
+/// is a power of two, so 2^63 is the largest). The decoder also accepts larger indexes (its
+/// offsets saturate; `random_decode` tests that), but the target spends its inputs on real ones.
 const MAX_INDEX: u64 = ((1u64 << 63) - HEADER_LEN as u64) / ENTRY_LEN as u64 - 1;
 /// The in-memory image pretends the device is at most this large (like `geometry()` taking
 /// the smaller of `dd_size` and the real device size).

@@ -92,3 +92,16 @@ pub fn famfsctl() -> std::process::Command {
     c.env_remove("FAMFS_DEVICE").env("FAMFS_SYSTEM_UUID", "11111111-2222-4333-8444-555555555555");
     c
 }
+
+/// Bytes as lowercase hex, for failure messages that must show the input.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The message of a caught panic.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "non-string panic".into())
+}
