@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the tests need besides Rust, when it is missing (idempotent, quiet when all is
+# there): the C guest toolchain (Debian's clang, wasm-ld, wasi-libc and compiler-rt for wasm32)
+# and pyarrow + pandas (the Arrow interoperability tests and benchmark).
+set -euo pipefail
+
+apt_packages=()
+command -v clang-14 >/dev/null || apt_packages+=(clang-14)
+command -v wasm-ld-14 >/dev/null || command -v wasm-ld >/dev/null || apt_packages+=(lld-14)
+[ -e /usr/include/wasm32-wasi/stdio.h ] || [ -e /usr/share/wasi-sysroot/include/stdio.h ] || apt_packages+=(wasi-libc)
+ls /usr/lib/llvm-14/lib/clang/14*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 \
+    || apt_packages+=(libclang-rt-14-dev-wasm32)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+    echo "test-deps: installing ${apt_packages[*]} (Debian packages)"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import pyarrow, pandas' >/dev/null 2>&1; then
+    echo "test-deps: installing pyarrow and pandas (PyPI)"
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check pyarrow pandas
+fi
