@@ -9,11 +9,15 @@
 //!   with the [`sigbus`] guard.
 //! - [`core_abi`]: the canonical-ABI imports for core modules (wasm32-wasip1 guests built with
 //!   wit-bindgen).
+//! - [`component`]: the same imports for components, through `wasmtime::component::bindgen!`,
+//!   and the `handler` world's export; [`guest_memory`] finds a component's memory.
 #![deny(missing_docs)]
 
 pub mod catalog;
+pub mod component;
 pub mod core_abi;
 mod error;
+pub mod guest_memory;
 pub mod handles;
 pub mod mapper;
 pub mod sigbus;

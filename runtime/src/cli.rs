@@ -1,6 +1,6 @@
 //! The `famfs-run` command line (DESIGN §8); `bin/famfs-run.rs` calls [`main`].
 
-use crate::{EngineOptions, Invocation, Limits, RunError, SandboxEngine, Stdio};
+use crate::{EngineOptions, Entry, Invocation, Limits, Program, RunError, SandboxEngine, Stdio};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use famfs_host_api::Catalog;
@@ -20,9 +20,16 @@ struct Cli {
     /// Grant read-only access to a file or directory of the source ('/' = everything).
     #[arg(long = "dataset", value_name = "PATH")]
     datasets: Vec<String>,
-    /// Expose a directory as a read-only WASI directory (with --mount, PATH is inside the mount).
+    /// Expose a directory as a read-only WASI directory: with --device, a famfs directory served
+    /// straight from the image (no mount); with --mount, a directory inside the mount.
     #[arg(long = "dir", value_name = "GUEST=PATH")]
     dirs: Vec<String>,
+    /// Call the handler world's export instead of running a command: `--invoke handle`.
+    #[arg(long, value_name = "NAME", requires = "input")]
+    invoke: Option<String>,
+    /// The request bytes for --invoke: a file, or - for standard input.
+    #[arg(long, value_name = "FILE|-", requires = "invoke")]
+    input: Option<PathBuf>,
     /// Wall-clock limit for the guest, e.g. 30s, 500ms, 2m.
     #[arg(long, value_parser = parse_duration)]
     timeout: Option<Duration>,
@@ -41,7 +48,8 @@ struct Cli {
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// The guest: a core module (.wasm) built for wasm32-wasip1.
+    /// The guest: a core module (wasm32-wasip1) or a component (wasm32-wasip2), told apart by
+    /// its header.
     module: PathBuf,
     /// Arguments for the guest.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -65,15 +73,22 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is out of range"))
 }
 
-/// `GUEST=PATH`; with a mount, PATH is resolved inside it and may not climb out.
-fn parse_dir(spec: &str, mount: Option<&Path>, device: bool) -> Result<(String, PathBuf)> {
+/// Where a `--dir` comes from.
+enum DirSpec {
+    /// A host directory (inside the mount, or anywhere without a source).
+    Host(String, PathBuf),
+    /// A famfs directory, served from the image or dax device itself.
+    Famfs(String, String),
+}
+
+/// `GUEST=PATH`; with a mount, PATH is resolved inside it and may not climb out; with a device,
+/// PATH is a famfs directory (checked when the run is set up).
+fn parse_dir(spec: &str, mount: Option<&Path>, device: bool) -> Result<DirSpec> {
     let (guest, path) = spec
         .split_once('=')
         .with_context(|| format!("--dir '{spec}' must look like GUEST=PATH, e.g. /data=datasets"))?;
     if device {
-        bail!(
-            "--dir needs --mount for now: WASI files straight from a famfs image or dax device come with the components work; mount the famfs, or map datasets with --dataset"
-        );
+        return Ok(DirSpec::Famfs(guest.to_string(), path.to_string()));
     }
     let host = match mount {
         Some(root) => {
@@ -88,13 +103,26 @@ fn parse_dir(spec: &str, mount: Option<&Path>, device: bool) -> Result<(String, 
     if !host.is_dir() {
         bail!("--dir '{spec}': {} is not a directory", host.display());
     }
-    Ok((guest.to_string(), host))
+    Ok(DirSpec::Host(guest.to_string(), host))
 }
 
 fn exit_code_for(e: &RunError) -> i32 {
     match e {
         RunError::Timeout { .. } => 124,
+        RunError::Handler { .. } => 1,
         _ => 125,
+    }
+}
+
+/// Reads the request for --invoke: a file, or standard input for `-`.
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf)
+            .context("cannot read the input from stdin")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read the input {}", path.display()))
     }
 }
 
@@ -133,11 +161,20 @@ fn main_inner(cli: Cli) -> Result<i32> {
     for d in &cli.datasets {
         catalog.grant(d)?;
     }
-    let dirs = cli
-        .dirs
-        .iter()
-        .map(|s| parse_dir(s, cli.mount.as_deref(), cli.device.is_some()))
-        .collect::<Result<Vec<_>>>()?;
+    let (mut dirs, mut famfs_dirs) = (Vec::new(), Vec::new());
+    for spec in &cli.dirs {
+        match parse_dir(spec, cli.mount.as_deref(), cli.device.is_some())? {
+            DirSpec::Host(guest, host) => dirs.push((guest, host)),
+            DirSpec::Famfs(guest, path) => famfs_dirs.push((guest, path)),
+        }
+    }
+    let entry = match (&cli.invoke, &cli.input) {
+        (Some(name), Some(input)) if name == "handle" => Entry::Handle { input: read_input(input)? },
+        (Some(name), _) => {
+            bail!("--invoke {name}: only `handle` (the famfs:dataset handler world's export) can be invoked")
+        }
+        _ => Entry::Command,
+    };
     let env = cli
         .env
         .iter()
@@ -151,20 +188,24 @@ fn main_inner(cli: Cli) -> Result<i32> {
     let started = std::time::Instant::now();
     let engine =
         SandboxEngine::new(EngineOptions { fuel: cli.fuel.is_some() }).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let module = crate::compile(&engine, &bytes)?;
+    // Core modules that need what only components have are adapted at load time.
+    let as_component = matches!(entry, Entry::Handle { .. }) || !famfs_dirs.is_empty();
+    let program = Program::load(&engine, &bytes, as_component)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let linker = crate::linker(&engine).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let program = cli.module.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
+    tracing::info!(kind = ?program.kind(), compile_ms, "loaded {}", cli.module.display());
+    let argv0 = cli.module.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
     let inv = Invocation {
-        program,
+        program: argv0,
         args: cli.args.clone(),
         env,
         catalog,
         dirs,
+        famfs_dirs,
+        entry,
         limits: Limits { timeout: cli.timeout, fuel: cli.fuel, max_memory: cli.max_memory, ..Limits::default() },
         stdio: if cli.json { Stdio::Capture } else { Stdio::Inherit },
     };
-    let outcome = crate::run(&engine, &linker, &module, inv);
+    let outcome = program.run(&engine, inv);
     let code = match &outcome.result {
         Ok(c) => *c,
         Err(e) => exit_code_for(e),
@@ -175,11 +216,23 @@ fn main_inner(cli: Cli) -> Result<i32> {
         v["stdout"] = text(&outcome.stdout).into();
         v["stderr"] = text(&outcome.stderr).into();
         v["metrics"]["compile_ms"] = compile_ms.into();
+        v["kind"] = serde_json::to_value(program.kind())?;
+        if let Some(reply) = &outcome.reply {
+            v["reply"] = String::from_utf8(reply.clone()).ok().into();
+            v["reply_len"] = reply.len().into();
+        }
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
-    } else if let Err(e) = &outcome.result {
-        eprintln!("famfs-run: error: {e}");
+    } else {
+        if let Some(reply) = &outcome.reply {
+            let mut out = std::io::stdout().lock();
+            out.write_all(reply)?;
+            out.flush()?;
+        }
+        if let Err(e) = &outcome.result {
+            eprintln!("famfs-run: error: {e}");
+        }
     }
     Ok(code)
 }

@@ -1,15 +1,21 @@
 //! # famfs-runtime
 //!
 //! The famfs-run sandbox: a wasmtime engine configured for zero-copy dataset mapping
-//! ([`SandboxEngine`]), per-invocation [`Limits`], and the runner for command guests
-//! ([`run()`]). The `famfs-run` binary is the command-line front end (DESIGN §8).
+//! ([`SandboxEngine`]), per-invocation [`Limits`], and [`Program`]: a core module or component
+//! compiled once and run per [`Invocation`] (a command's `main` or a handler's `handle`). The `famfs-run` binary is the command-line front end (DESIGN §8).
 #![deny(missing_docs)]
 
 pub mod cli;
+mod component_run;
+mod core_run;
 pub mod engine;
 pub mod limits;
+pub mod program;
 pub mod run;
 
+pub use component_run::ComponentState;
+pub use core_run::CoreState;
 pub use engine::{EngineOptions, SandboxEngine};
 pub use limits::Limits;
-pub use run::{Invocation, Metrics, Outcome, RunError, Stdio, compile, linker, run};
+pub use program::{Program, ProgramKind, is_component};
+pub use run::{Entry, Invocation, Metrics, Outcome, RunError, Stdio};

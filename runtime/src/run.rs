@@ -1,17 +1,16 @@
-//! Running one guest: compile, link (WASI preview 1 + famfs:dataset), instantiate, call, and
-//! turn whatever happened into an [`Outcome`] with a typed [`RunError`].
+//! What one invocation is ([`Invocation`]) and what came of it ([`Outcome`], with a typed
+//! [`RunError`]); the set-up shared by the core-module and component runners.
 
 use crate::engine::SandboxEngine;
-use crate::limits::{Limiter, Limits};
-use famfs_host_api::{Catalog, DatasetHost, DatasetView, MediaError};
+use crate::limits::Limits;
+use famfs_host_api::{Catalog, MediaError};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use thiserror::Error;
-use wasmtime::{Linker, Module, Store, Trap};
-use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime::{Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// Why an invocation failed. Each variant is one line for people and a `kind` for programs.
 #[derive(Debug, Clone, Error, Serialize)]
@@ -23,11 +22,21 @@ pub enum RunError {
         /// What the compiler said.
         message: String,
     },
-    /// A component was given to the core-module runner.
+    /// The invocation needs what only components have (the handler world, WASI files from a
+    /// famfs image), but the program was loaded as a core module.
     #[error(
-        "this is a WebAssembly component; famfs-run runs core modules (wasm32-wasip1) for now, components come with the components work"
+        "this invocation needs the guest as a component ({needs}); load it with `Program::load(.., as_component: true)`"
     )]
-    Component,
+    NeedsComponent {
+        /// What needs it.
+        needs: String,
+    },
+    /// The guest lacks the export the invocation calls.
+    #[error("{message}")]
+    MissingExport {
+        /// What is missing and what to do.
+        message: String,
+    },
     /// The module imports something the host does not provide.
     #[error("cannot link the module: {message}")]
     Link {
@@ -74,6 +83,12 @@ pub enum RunError {
         /// The trap and where.
         message: String,
     },
+    /// A handler returned an error of its own (`handle` returned `err(message)`).
+    #[error("the handler returned an error: {message}")]
+    Handler {
+        /// The guest's message.
+        message: String,
+    },
 }
 
 fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -106,7 +121,20 @@ pub enum Stdio {
     Capture,
 }
 
-/// One invocation of a command guest (`_start`).
+/// What an invocation calls.
+#[derive(Clone, Debug, Default)]
+pub enum Entry {
+    /// The command's `main` (`_start`, or `wasi:cli/run` for a component).
+    #[default]
+    Command,
+    /// The handler world's `handle(input) -> result<list<u8>, string>` (components only).
+    Handle {
+        /// The request bytes.
+        input: Vec<u8>,
+    },
+}
+
+/// One invocation of a guest.
 pub struct Invocation {
     /// `argv[0]` as the guest sees it.
     pub program: String,
@@ -118,6 +146,11 @@ pub struct Invocation {
     pub catalog: Catalog,
     /// Read-only WASI preopens: (guest path, host directory).
     pub dirs: Vec<(String, PathBuf)>,
+    /// Read-only WASI preopens served from the famfs image or dax device itself, no mount
+    /// needed (components only; see [`crate::wasi_fs`]).
+    pub famfs_dirs: Vec<(String, String)>,
+    /// What to call.
+    pub entry: Entry,
     /// Limits.
     pub limits: Limits,
     /// Stdio handling.
@@ -138,6 +171,9 @@ pub struct Outcome {
     /// Captured standard error.
     #[serde(skip)]
     pub stderr: Option<Vec<u8>>,
+    /// What `handle` returned, for [`Entry::Handle`] invocations that succeeded.
+    #[serde(skip)]
+    pub reply: Option<Vec<u8>>,
 }
 
 fn ser_result<S: serde::Serializer>(r: &Result<i32, RunError>, s: S) -> Result<S::Ok, S::Error> {
@@ -156,52 +192,40 @@ fn ser_result<S: serde::Serializer>(r: &Result<i32, RunError>, s: S) -> Result<S
     }
 }
 
-/// The store data of a core-module invocation.
-struct HostState {
-    wasi: WasiP1Ctx,
-    datasets: DatasetHost,
-    limiter: Limiter,
+/// Largest stdout or stderr captured per invocation.
+const CAPTURE_LIMIT: usize = 64 << 20;
+
+/// Captured stdout and stderr of one invocation.
+pub(crate) struct Pipes {
+    pub(crate) stdout: MemoryOutputPipe,
+    pub(crate) stderr: MemoryOutputPipe,
 }
 
-impl DatasetView for HostState {
-    fn dataset_host(&mut self) -> &mut DatasetHost {
-        &mut self.datasets
-    }
+/// What a runner returns: the exit code and, for handlers, the reply.
+pub(crate) type Ran = Result<(i32, Option<Vec<u8>>), RunError>;
+
+/// Runs `body` with stdio set up as `inv` asks and wraps what it did into an [`Outcome`].
+pub(crate) fn outcome(inv: &Invocation, body: impl FnOnce(Option<&Pipes>, &mut Metrics) -> Ran) -> Outcome {
+    let t0 = std::time::Instant::now();
+    let mut metrics = Metrics::default();
+    let pipes = (inv.stdio == Stdio::Capture)
+        .then(|| Pipes { stdout: MemoryOutputPipe::new(CAPTURE_LIMIT), stderr: MemoryOutputPipe::new(CAPTURE_LIMIT) });
+    let r = body(pipes.as_ref(), &mut metrics);
+    metrics.wall_ms = ms(t0.elapsed());
+    let (stdout, stderr) = match pipes {
+        Some(p) => (Some(p.stdout.contents().to_vec()), Some(p.stderr.contents().to_vec())),
+        None => (None, None),
+    };
+    let (result, reply) = match r {
+        Ok((code, reply)) => (Ok(code), reply),
+        Err(e) => (Err(e), None),
+    };
+    Outcome { result, metrics, stdout, stderr, reply }
 }
 
-/// Whether `bytes` is a component rather than a core module (the preamble's layer field).
-pub fn is_component(bytes: &[u8]) -> bool {
-    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
-}
-
-/// Compiles a core module.
-pub fn compile(engine: &SandboxEngine, bytes: &[u8]) -> Result<Module, RunError> {
-    if is_component(bytes) {
-        return Err(RunError::Component);
-    }
-    Module::new(engine.engine(), bytes).map_err(|e| RunError::Compile { message: format!("{e:#}") })
-}
-
-/// A linker with WASI preview 1 and famfs:dataset, reusable across invocations.
-pub fn linker(engine: &SandboxEngine) -> wasmtime::Result<Linker<HostStateHandle>> {
-    let mut linker: Linker<HostStateHandle> = Linker::new(engine.engine());
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut HostStateHandle| &mut h.0.wasi)?;
-    // SAFETY: every engine famfs-run builds (`SandboxEngine::new`) has memory_may_move(false)
-    // and the default on-demand allocator, as add_to_linker requires.
-    unsafe { famfs_host_api::core_abi::add_to_linker(&mut linker)? };
-    Ok(linker)
-}
-
-/// The store data type of the core-module runner (opaque).
-pub struct HostStateHandle(HostState);
-
-impl DatasetView for HostStateHandle {
-    fn dataset_host(&mut self) -> &mut DatasetHost {
-        self.0.dataset_host()
-    }
-}
-
-fn build_wasi(inv: &Invocation, out: Option<(&MemoryOutputPipe, &MemoryOutputPipe)>) -> Result<WasiP1Ctx, RunError> {
+/// A WASI context builder with `inv`'s arguments, environment, stdio and host-directory
+/// preopens (read-only). A handler's stdin is empty: its input comes through `handle`.
+pub(crate) fn wasi_builder(inv: &Invocation, pipes: Option<&Pipes>) -> Result<WasiCtxBuilder, RunError> {
     let mut b = WasiCtxBuilder::new();
     // Before preopened_dir: file I/O then runs on this thread (pread straight into guest memory).
     b.allow_blocking_current_thread(true);
@@ -209,57 +233,32 @@ fn build_wasi(inv: &Invocation, out: Option<(&MemoryOutputPipe, &MemoryOutputPip
     for (k, v) in &inv.env {
         b.env(k, v);
     }
-    match out {
-        Some((o, e)) => {
-            b.stdout(o.clone()).stderr(e.clone());
+    match pipes {
+        Some(p) => {
+            b.stdout(p.stdout.clone()).stderr(p.stderr.clone());
         }
         None => {
             b.inherit_stdout().inherit_stderr();
         }
     }
-    b.inherit_stdin();
+    if matches!(inv.entry, Entry::Command) {
+        b.inherit_stdin();
+    }
     for (guest, host) in &inv.dirs {
         b.preopened_dir(host, guest, FsPerms::ReadOnly)
             .map_err(|e| RunError::Setup { message: format!("cannot expose {} as {guest}: {e:#}", host.display()) })?;
     }
-    Ok(b.build_p1())
+    Ok(b)
 }
 
-const CAPTURE_LIMIT: usize = 64 << 20;
-
-/// Runs `module`'s `_start` once, in a fresh store.
-pub fn run(engine: &SandboxEngine, linker: &Linker<HostStateHandle>, module: &Module, inv: Invocation) -> Outcome {
-    let t0 = Instant::now();
-    let mut metrics = Metrics::default();
-    let pipes = (inv.stdio == Stdio::Capture)
-        .then(|| (MemoryOutputPipe::new(CAPTURE_LIMIT), MemoryOutputPipe::new(CAPTURE_LIMIT)));
-    let result = run_inner(engine, linker, module, &inv, pipes.as_ref().map(|(o, e)| (o, e)), &mut metrics);
-    metrics.wall_ms = ms(t0.elapsed());
-    let (stdout, stderr) = match pipes {
-        Some((o, e)) => (Some(o.contents().to_vec()), Some(e.contents().to_vec())),
-        None => (None, None),
-    };
-    Outcome { result, metrics, stdout, stderr }
-}
-
-fn run_inner(
-    engine: &SandboxEngine,
-    linker: &Linker<HostStateHandle>,
-    module: &Module,
-    inv: &Invocation,
-    pipes: Option<(&MemoryOutputPipe, &MemoryOutputPipe)>,
-    metrics: &mut Metrics,
-) -> Result<i32, RunError> {
-    let wasi = build_wasi(inv, pipes)?;
-    let state = HostState { wasi, datasets: DatasetHost::new(inv.catalog.clone()), limiter: Limiter::new(&inv.limits) };
-    let mut store = Store::new(engine.engine(), HostStateHandle(state));
-    store.limiter(|h| &mut h.0.limiter);
+/// Applies `inv`'s fuel budget and timeout to a fresh store.
+pub(crate) fn limit_store<T>(store: &mut Store<T>, engine: &SandboxEngine, inv: &Invocation) -> Result<(), RunError> {
     if let Some(fuel) = inv.limits.fuel {
         store
             .set_fuel(fuel)
             .map_err(|e| RunError::Setup { message: format!("{e:#}; build the engine with fuel counting") })?;
     } else if engine.options().fuel {
-        store.set_fuel(u64::MAX).expect("fuel is enabled");
+        store.set_fuel(u64::MAX).map_err(|e| RunError::Setup { message: format!("{e:#}") })?;
     }
     // "No timeout" is a deadline centuries away: wasmtime adds the current epoch to it.
     let ticks = inv.limits.timeout.map_or(u64::MAX / 4, |t| {
@@ -267,43 +266,22 @@ fn run_inner(
     });
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
-
-    let t0 = Instant::now();
-    let instance = linker.instantiate(&mut store, module).map_err(|e| classify(e, &mut store, inv))?;
-    let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(|_| RunError::Link {
-        message: "the module exports no `_start` function (is it a wasm32-wasip1 command?)".into(),
-    })?;
-    metrics.instantiate_ms = ms(t0.elapsed());
-    let t1 = Instant::now();
-    let r = start.call(&mut store, ());
-    metrics.run_ms = ms(t1.elapsed());
-    let h = &mut store.data_mut().0;
-    metrics.bytes_mapped = h.datasets.mapper().bytes_mapped();
-    metrics.peak_memory = h.limiter.peak_memory as u64;
-    let faults = h.datasets.take_media_errors();
-    if engine.options().fuel {
-        let left = store.get_fuel().unwrap_or(0);
-        metrics.fuel_used = Some(inv.limits.fuel.unwrap_or(u64::MAX) - left);
-    }
-    // A media error outranks everything: whatever the guest computed read zeros.
-    if let Some(f) = faults.into_iter().next() {
-        return Err(RunError::Media(f));
-    }
-    match r {
-        Ok(()) => Ok(0),
-        Err(e) => match e.downcast_ref::<I32Exit>() {
-            Some(exit) => Ok(exit.0),
-            None => Err(classify(e, &mut store, inv)),
-        },
-    }
+    Ok(())
 }
 
-fn ms(d: Duration) -> f64 {
+/// Fuel the invocation used, when the engine counts fuel.
+pub(crate) fn fuel_used<T>(store: &Store<T>, engine: &SandboxEngine, inv: &Invocation) -> Option<u64> {
+    engine.options().fuel.then(|| inv.limits.fuel.unwrap_or(u64::MAX) - store.get_fuel().unwrap_or(0))
+}
+
+/// Milliseconds, for [`Metrics`].
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn classify(e: wasmtime::Error, store: &mut Store<HostStateHandle>, inv: &Invocation) -> RunError {
-    let denied = store.data().0.limiter.denied;
+/// Turns a wasmtime error into a [`RunError`]. `denied` is the memory growth the limiter
+/// refused, if any: a guest that traps after that is reported as hitting the memory limit.
+pub(crate) fn classify(e: wasmtime::Error, denied: Option<usize>, inv: &Invocation) -> RunError {
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => RunError::Timeout { limit_ms: inv.limits.timeout.map_or(0, |t| t.as_millis() as u64) },
         Some(Trap::OutOfFuel) => RunError::FuelExhausted { fuel: inv.limits.fuel.unwrap_or(0) },
@@ -312,7 +290,9 @@ fn classify(e: wasmtime::Error, store: &mut Store<HostStateHandle>, inv: &Invoca
             RunError::MemoryLimit { limit: inv.limits.max_memory, requested: denied.unwrap_or(0) as u64 }
         }
         Some(_) => RunError::Trap { message: format!("{e:#}") },
-        None if format!("{e:#}").contains("unknown import") => RunError::Link { message: format!("{e:#}") },
+        None if format!("{e:#}").contains("unknown import") || format!("{e:#}").contains("matching implementation") => {
+            RunError::Link { message: format!("{e:#}") }
+        }
         None => RunError::Trap { message: format!("{e:#}") },
     }
 }

@@ -90,7 +90,6 @@ use std::marker::PhantomData;
 /// [`raw::Dataset`] closes it.
 #[allow(missing_docs)]
 pub mod raw {
-    // `wit/` as copied by build.rs, which escapes the keywords `list` and `map` (see there).
     wit_bindgen::generate!({
         path: "../../wit",
         world: "analytics",

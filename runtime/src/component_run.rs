@@ -1,0 +1,163 @@
+//! Running a component: WASI preview 2 (read-only preopens, or read-only files straight from the
+//! famfs image, [`crate::wasi_fs`]) plus the `famfs:dataset` bindings
+//! ([`famfs_host_api::component`]); `wasi:cli/run` or the handler world's `handle` called once
+//! in a fresh store.
+
+use crate::engine::SandboxEngine;
+use crate::limits::Limiter;
+use crate::run::{self, Entry, Invocation, Metrics, Outcome, Pipes, Ran, RunError};
+use famfs_host_api::component::{ComponentHost, ComponentView, HandlerPre};
+use famfs_host_api::guest_memory;
+use std::time::Instant;
+use wasmtime::Store;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+
+/// The store data of a component invocation.
+pub struct ComponentState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    host: ComponentHost,
+    limiter: Limiter,
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl ComponentView for ComponentState {
+    fn component_host(&mut self) -> &mut ComponentHost {
+        &mut self.host
+    }
+}
+
+/// The component linkers of a program: WASI preview 2 with host-directory preopens, and the
+/// same with `wasi:filesystem` served from the famfs image instead.
+pub(crate) struct ComponentLinkers {
+    host_dirs: Linker<ComponentState>,
+}
+
+impl ComponentLinkers {
+    pub(crate) fn new(engine: &SandboxEngine) -> wasmtime::Result<ComponentLinkers> {
+        let mut host_dirs = Linker::new(engine.component_engine());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut host_dirs)?;
+        // SAFETY: the component engine keeps memories in place, uses no pooling allocator and
+        // makes its memories with TrackingMemoryCreator; `run` captures them at instantiation
+        // and hands them to the ComponentHost (add_to_linker's contract).
+        unsafe { famfs_host_api::component::add_to_linker(&mut host_dirs)? };
+        Ok(ComponentLinkers { host_dirs })
+    }
+
+    fn for_invocation(&self, inv: &Invocation) -> Result<&Linker<ComponentState>, RunError> {
+        if inv.famfs_dirs.is_empty() {
+            Ok(&self.host_dirs)
+        } else {
+            Err(RunError::Setup { message: "WASI directories from a famfs image are not wired yet".into() })
+        }
+    }
+}
+
+/// Runs `component` once, in a fresh store.
+pub(crate) fn run(
+    engine: &SandboxEngine,
+    linkers: &ComponentLinkers,
+    component: &Component,
+    inv: Invocation,
+) -> Outcome {
+    run::outcome(&inv, |pipes, metrics| run_inner(engine, linkers, component, &inv, pipes, metrics))
+}
+
+/// The name of the component's `wasi:cli/run` export, whatever its version.
+fn run_export(component: &Component, engine: &wasmtime::Engine) -> Option<String> {
+    component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name)
+        .find(|n| n.starts_with("wasi:cli/run@"))
+        .map(String::from)
+}
+
+/// What the guest's entry returned: Ok(exit code, reply) or the handler's own error message.
+type Returned = Result<(i32, Option<Vec<u8>>), String>;
+
+fn run_inner(
+    engine: &SandboxEngine,
+    linkers: &ComponentLinkers,
+    component: &Component,
+    inv: &Invocation,
+    pipes: Option<&Pipes>,
+    metrics: &mut Metrics,
+) -> Ran {
+    let linker = linkers.for_invocation(inv)?;
+    let wasi = run::wasi_builder(inv, pipes)?.build();
+    let state = ComponentState {
+        wasi,
+        table: ResourceTable::new(),
+        host: ComponentHost::new(inv.catalog.clone()),
+        limiter: Limiter::new(&inv.limits),
+    };
+    let mut store = Store::new(engine.component_engine(), state);
+    store.limiter(|s| &mut s.limiter);
+    run::limit_store(&mut store, engine, inv)?;
+
+    let t0 = Instant::now();
+    let pre = linker.instantiate_pre(component).map_err(|e| RunError::Link { message: format!("{e:#}") })?;
+    let r: wasmtime::Result<Returned> = match &inv.entry {
+        Entry::Command => {
+            if run_export(component, engine.component_engine()).is_none() {
+                return Err(RunError::MissingExport {
+                    message: "the component exports no `wasi:cli/run` (build a command for wasm32-wasip2, or call a handler with --invoke handle)".into(),
+                });
+            }
+            let pre = CommandPre::new(pre).map_err(|e| RunError::Link { message: format!("{e:#}") })?;
+            let (cmd, memories) = guest_memory::capture(|| pre.instantiate(&mut store));
+            let cmd = cmd.map_err(|e| classify(e, &store, inv))?;
+            store.data_mut().host.set_memories(memories);
+            metrics.instantiate_ms = run::ms(t0.elapsed());
+            let t1 = Instant::now();
+            let r = cmd.wasi_cli_run().call_run(&mut store);
+            metrics.run_ms = run::ms(t1.elapsed());
+            r.map(|exit| Ok((if exit.is_ok() { 0 } else { 1 }, None)))
+        }
+        Entry::Handle { input } => {
+            let pre = HandlerPre::new(pre).map_err(|_| RunError::MissingExport {
+                message: "the guest exports no `handle` function (build it for the famfs:dataset handler world)".into(),
+            })?;
+            let (handler, memories) = guest_memory::capture(|| pre.instantiate(&mut store));
+            let handler = handler.map_err(|e| classify(e, &store, inv))?;
+            store.data_mut().host.set_memories(memories);
+            metrics.instantiate_ms = run::ms(t0.elapsed());
+            let t1 = Instant::now();
+            let r = handler.call_handle(&mut store, input);
+            metrics.run_ms = run::ms(t1.elapsed());
+            // Ok(Err(message)): the handler's own error, reported after the media check.
+            r.map(|reply| reply.map(|bytes| (0, Some(bytes))))
+        }
+    };
+    metrics.fuel_used = run::fuel_used(&store, engine, inv);
+    let s = store.data_mut();
+    metrics.bytes_mapped = s.host.mapper().bytes_mapped();
+    metrics.peak_memory = s.limiter.peak_memory as u64;
+    // A media error outranks everything: whatever the guest computed read zeros.
+    if let Some(f) = s.host.take_media_errors().into_iter().next() {
+        return Err(RunError::Media(f));
+    }
+    match r {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(message)) => Err(RunError::Handler { message }),
+        Err(e) => match (e.downcast_ref::<I32Exit>(), &inv.entry) {
+            (Some(exit), Entry::Command) => Ok((exit.0, None)),
+            (Some(exit), Entry::Handle { .. }) => {
+                Err(RunError::Trap { message: format!("the handler called exit({}) instead of returning", exit.0) })
+            }
+            (None, _) => Err(classify(e, &store, inv)),
+        },
+    }
+}
+
+fn classify(e: wasmtime::Error, store: &Store<ComponentState>, inv: &Invocation) -> RunError {
+    run::classify(e, store.data().limiter.denied, inv)
+}

@@ -1,0 +1,89 @@
+//! Running a core module (wasm32-wasip1): WASI preview 1 plus the core-module `famfs:dataset`
+//! imports ([`famfs_host_api::core_abi`]), `_start` called once in a fresh store.
+
+use crate::engine::SandboxEngine;
+use crate::limits::Limiter;
+use crate::run::{self, Entry, Invocation, Metrics, Outcome, Pipes, Ran, RunError};
+use famfs_host_api::{DatasetHost, DatasetView};
+use std::time::Instant;
+use wasmtime::{Linker, Module, Store};
+use wasmtime_wasi::I32Exit;
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+/// The store data of a core-module invocation.
+pub struct CoreState {
+    wasi: WasiP1Ctx,
+    datasets: DatasetHost,
+    limiter: Limiter,
+}
+
+impl DatasetView for CoreState {
+    fn dataset_host(&mut self) -> &mut DatasetHost {
+        &mut self.datasets
+    }
+}
+
+/// A linker with WASI preview 1 and famfs:dataset, reusable across invocations.
+pub(crate) fn linker(engine: &SandboxEngine) -> wasmtime::Result<Linker<CoreState>> {
+    let mut linker: Linker<CoreState> = Linker::new(engine.engine());
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut CoreState| &mut h.wasi)?;
+    // SAFETY: every engine famfs-run builds (`SandboxEngine::new`) has memory_may_move(false)
+    // and the default on-demand allocator, as add_to_linker requires.
+    unsafe { famfs_host_api::core_abi::add_to_linker(&mut linker)? };
+    Ok(linker)
+}
+
+/// Runs `module`'s `_start` once, in a fresh store.
+pub(crate) fn run(engine: &SandboxEngine, linker: &Linker<CoreState>, module: &Module, inv: Invocation) -> Outcome {
+    run::outcome(&inv, |pipes, metrics| run_inner(engine, linker, module, &inv, pipes, metrics))
+}
+
+fn run_inner(
+    engine: &SandboxEngine,
+    linker: &Linker<CoreState>,
+    module: &Module,
+    inv: &Invocation,
+    pipes: Option<&Pipes>,
+    metrics: &mut Metrics,
+) -> Ran {
+    if let Entry::Handle { .. } = inv.entry {
+        return Err(RunError::NeedsComponent { needs: "the handler world's `handle`".into() });
+    }
+    if !inv.famfs_dirs.is_empty() {
+        return Err(RunError::NeedsComponent { needs: "WASI directories served from a famfs image".into() });
+    }
+    let wasi = run::wasi_builder(inv, pipes)?.build_p1();
+    let state = CoreState { wasi, datasets: DatasetHost::new(inv.catalog.clone()), limiter: Limiter::new(&inv.limits) };
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|h| &mut h.limiter);
+    run::limit_store(&mut store, engine, inv)?;
+
+    let t0 = Instant::now();
+    let instance = linker.instantiate(&mut store, module).map_err(|e| classify(e, &store, inv))?;
+    let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(|_| RunError::MissingExport {
+        message: "the module exports no `_start` function (is it a wasm32-wasip1 command?)".into(),
+    })?;
+    metrics.instantiate_ms = run::ms(t0.elapsed());
+    let t1 = Instant::now();
+    let r = start.call(&mut store, ());
+    metrics.run_ms = run::ms(t1.elapsed());
+    metrics.fuel_used = run::fuel_used(&store, engine, inv);
+    let h = store.data_mut();
+    metrics.bytes_mapped = h.datasets.mapper().bytes_mapped();
+    metrics.peak_memory = h.limiter.peak_memory as u64;
+    // A media error outranks everything: whatever the guest computed read zeros.
+    if let Some(f) = h.datasets.take_media_errors().into_iter().next() {
+        return Err(RunError::Media(f));
+    }
+    match r {
+        Ok(()) => Ok((0, None)),
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(exit) => Ok((exit.0, None)),
+            None => Err(classify(e, &store, inv)),
+        },
+    }
+}
+
+fn classify(e: wasmtime::Error, store: &Store<CoreState>, inv: &Invocation) -> RunError {
+    run::classify(e, store.data().limiter.denied, inv)
+}
