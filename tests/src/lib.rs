@@ -3,9 +3,36 @@
 use famfs::{Attrs, Layout, MkfsOptions, RelPath, Source, SystemIdentity, Writer};
 use std::path::{Path, PathBuf};
 
-/// A built guest, e.g. `guest("wc")`.
+/// How a guest is built and run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Flavor {
+    /// wasm32-wasip1 core module, run as is.
+    Core,
+    /// wasm32-wasip2 component.
+    Component,
+    /// wasm32-wasip1 core module turned into a component at load time (preview-1 adapter).
+    Adapted,
+}
+
+impl Flavor {
+    /// Every flavor.
+    pub const ALL: [Flavor; 3] = [Flavor::Core, Flavor::Component, Flavor::Adapted];
+    /// The component flavors.
+    pub const COMPONENTS: [Flavor; 2] = [Flavor::Component, Flavor::Adapted];
+}
+
+/// A built wasm32-wasip1 guest, e.g. `guest("wc")`.
 pub fn guest(name: &str) -> PathBuf {
-    let p = Path::new(env!("GUESTS_DIR")).join(format!("{name}.wasm"));
+    guest_for(name, Flavor::Core)
+}
+
+/// A built guest of `flavor` (the wasm32-wasip2 build for [`Flavor::Component`]).
+pub fn guest_for(name: &str, flavor: Flavor) -> PathBuf {
+    let dir = match flavor {
+        Flavor::Core | Flavor::Adapted => env!("GUESTS_DIR"),
+        Flavor::Component => env!("GUESTS_P2_DIR"),
+    };
+    let p = Path::new(dir).join(format!("{name}.wasm"));
     assert!(p.exists(), "guest {} was not built", p.display());
     p
 }
@@ -158,33 +185,35 @@ pub mod native {
 /// Runs guests in this process through the runtime library, with one engine and each guest
 /// compiled once per test binary.
 pub mod harness {
+    use super::Flavor;
     use famfs_host_api::Catalog;
-    use famfs_runtime::{EngineOptions, Invocation, Limits, Outcome, SandboxEngine, Stdio};
+    use famfs_runtime::{EngineOptions, Entry, Invocation, Limits, Outcome, Program, SandboxEngine, Stdio};
     use std::collections::HashMap;
     use std::path::PathBuf;
-    use std::sync::{Mutex, OnceLock};
-    use wasmtime::Module;
+    use std::sync::{Arc, Mutex, OnceLock};
 
     struct Shared {
         engine: SandboxEngine,
-        linker: wasmtime::Linker<famfs_runtime::run::HostStateHandle>,
-        modules: Mutex<HashMap<String, Module>>,
+        programs: Mutex<HashMap<(String, Flavor), Arc<Program>>>,
     }
 
     fn shared() -> &'static Shared {
         static S: OnceLock<Shared> = OnceLock::new();
-        S.get_or_init(|| {
-            let engine = SandboxEngine::new(EngineOptions::default()).unwrap();
-            let linker = famfs_runtime::linker(&engine).unwrap();
-            Shared { engine, linker, modules: Mutex::new(HashMap::new()) }
+        S.get_or_init(|| Shared {
+            engine: SandboxEngine::new(EngineOptions::default()).unwrap(),
+            programs: Mutex::new(HashMap::new()),
         })
     }
 
-    fn module(name: &str) -> Module {
+    /// Guest `name` of `flavor`, compiled once per test process.
+    pub fn program(name: &str, flavor: Flavor) -> Arc<Program> {
         let s = shared();
-        let mut m = s.modules.lock().unwrap();
-        m.entry(name.to_string())
-            .or_insert_with(|| famfs_runtime::compile(&s.engine, &std::fs::read(super::guest(name)).unwrap()).unwrap())
+        let mut m = s.programs.lock().unwrap();
+        m.entry((name.to_string(), flavor))
+            .or_insert_with(|| {
+                let bytes = std::fs::read(super::guest_for(name, flavor)).unwrap();
+                Arc::new(Program::load(&s.engine, &bytes, flavor == Flavor::Adapted).unwrap())
+            })
             .clone()
     }
 
@@ -212,24 +241,89 @@ pub mod harness {
             assert_eq!(self.code(), 0, "stderr: {}", self.stderr);
             &self.stdout
         }
+
+        /// The handler's reply as text, panicking if there is none.
+        pub fn reply(&self) -> String {
+            self.code();
+            String::from_utf8(self.outcome.reply.clone().expect("a reply")).expect("a UTF-8 reply")
+        }
     }
 
-    /// Runs guest `name` with `args` over `catalog`, with read-only `dirs` and `limits`.
+    /// Everything one run can be given; [`Spec::new`] fills in the defaults.
+    pub struct Spec<'a> {
+        /// Guest name.
+        pub name: &'a str,
+        /// How it is built and run.
+        pub flavor: Flavor,
+        /// Arguments.
+        pub args: &'a [&'a str],
+        /// Datasets.
+        pub catalog: Catalog,
+        /// Host-directory preopens.
+        pub dirs: Vec<(String, PathBuf)>,
+        /// famfs-directory preopens (components).
+        pub famfs_dirs: Vec<(String, String)>,
+        /// Limits.
+        pub limits: Limits,
+        /// What to call.
+        pub entry: Entry,
+    }
+
+    impl<'a> Spec<'a> {
+        /// Guest `name` of `flavor` with `args` over `catalog`; no directories, default limits.
+        pub fn new(name: &'a str, flavor: Flavor, args: &'a [&'a str], catalog: Catalog) -> Spec<'a> {
+            Spec {
+                name,
+                flavor,
+                args,
+                catalog,
+                dirs: Vec::new(),
+                famfs_dirs: Vec::new(),
+                limits: Limits::default(),
+                entry: Entry::Command,
+            }
+        }
+
+        /// Runs it.
+        pub fn run(self) -> Run {
+            let s = shared();
+            let inv = Invocation {
+                program: self.name.to_string(),
+                args: self.args.iter().map(|a| a.to_string()).collect(),
+                env: Vec::new(),
+                catalog: self.catalog,
+                dirs: self.dirs,
+                famfs_dirs: self.famfs_dirs,
+                entry: self.entry,
+                limits: self.limits,
+                stdio: Stdio::Capture,
+            };
+            let outcome = program(self.name, self.flavor).run(&s.engine, inv);
+            let stdout = String::from_utf8_lossy(outcome.stdout.as_deref().unwrap_or_default()).into_owned();
+            let stderr = String::from_utf8_lossy(outcome.stderr.as_deref().unwrap_or_default()).into_owned();
+            Run { outcome, stdout, stderr }
+        }
+    }
+
+    /// Runs wasm32-wasip1 guest `name` with `args` over `catalog`, with read-only `dirs` and
+    /// `limits`.
     pub fn run_with(name: &str, args: &[&str], catalog: Catalog, dirs: &[(&str, PathBuf)], limits: Limits) -> Run {
-        let s = shared();
-        let inv = Invocation {
-            program: name.to_string(),
-            args: args.iter().map(|a| a.to_string()).collect(),
-            env: Vec::new(),
-            catalog,
-            dirs: dirs.iter().map(|(g, h)| (g.to_string(), h.clone())).collect(),
-            limits,
-            stdio: Stdio::Capture,
-        };
-        let outcome = famfs_runtime::run(&s.engine, &s.linker, &module(name), inv);
-        let stdout = String::from_utf8_lossy(outcome.stdout.as_deref().unwrap_or_default()).into_owned();
-        let stderr = String::from_utf8_lossy(outcome.stderr.as_deref().unwrap_or_default()).into_owned();
-        Run { outcome, stdout, stderr }
+        run_flavor(Flavor::Core, name, args, catalog, dirs, limits)
+    }
+
+    /// [`run_with`] for a guest of `flavor`.
+    pub fn run_flavor(
+        flavor: Flavor,
+        name: &str,
+        args: &[&str],
+        catalog: Catalog,
+        dirs: &[(&str, PathBuf)],
+        limits: Limits,
+    ) -> Run {
+        let mut spec = Spec::new(name, flavor, args, catalog);
+        spec.dirs = dirs.iter().map(|(g, h)| (g.to_string(), h.clone())).collect();
+        spec.limits = limits;
+        spec.run()
     }
 
     /// [`run_with`] with default limits and no directories.

@@ -1,9 +1,9 @@
-//! Every example guest, on an image source and on a mount source, agrees with the same
-//! computation done natively; through the zero-copy path (whole and in small windows), the
-//! copying `dataset.read` path and WASI reads.
+//! Every example guest, as a core module and as a component, on an image source and on a mount
+//! source, agrees with the same computation done natively; through the zero-copy path (whole
+//! and in small windows), the copying `dataset.read` path and WASI reads.
 
-use famfs_run_tests::harness::{Run, catalog_device, catalog_mount, run, run_with};
-use famfs_run_tests::{ImageFile, image_with, mount_with, native, pattern, scratch, text};
+use famfs_run_tests::harness::{Run, catalog_device, catalog_mount, run_flavor};
+use famfs_run_tests::{Flavor, ImageFile, image_with, mount_with, native, pattern, scratch, text};
 use famfs_runtime::Limits;
 use std::path::PathBuf;
 
@@ -31,8 +31,20 @@ fn fixture() -> Fixture {
     Fixture { _dir: dir, img, mnt, files }
 }
 
-/// Each way to run a guest over the same bytes.
+/// The flavors each example is checked in (the adapted core module is exercised by wc; it runs
+/// the component path with the same code).
+fn flavors(guest: &str) -> &'static [Flavor] {
+    if guest == "wc" { &Flavor::ALL } else { &[Flavor::Core, Flavor::Component] }
+}
+
+/// Each way to run a guest over the same bytes, in each flavor.
 fn each_source(f: &Fixture, guest: &str, pre: &[&str], name: &str, check: &dyn Fn(&Run, &str)) {
+    for &flavor in flavors(guest) {
+        each_source_as(flavor, f, guest, pre, name, check);
+    }
+}
+
+fn each_source_as(flavor: Flavor, f: &Fixture, guest: &str, pre: &[&str], name: &str, check: &dyn Fn(&Run, &str)) {
     let modes: [(&str, Vec<&str>); 4] = [
         ("image map", vec!["--mode", "map"]),
         ("image map, 128 KiB windows", vec!["--mode", "map", "--window", "131072"]),
@@ -45,16 +57,17 @@ fn each_source(f: &Fixture, guest: &str, pre: &[&str], name: &str, check: &dyn F
         args.push(name);
         let catalog =
             if label.starts_with("image") { catalog_device(&f.img, &["/"]) } else { catalog_mount(&f.mnt, &["/"]) };
-        let r = run(guest, &args, catalog);
-        check(&r, &format!("{guest} {label} {name}"));
+        let r = run_flavor(flavor, guest, &args, catalog, &[], Limits::default());
+        check(&r, &format!("{guest} ({flavor:?}) {label} {name}"));
     }
     // WASI reads of the mounted file through a read-only preopen.
     let wasi_path = format!("/data/{name}");
     let mut args = vec!["--mode", "wasi"];
     args.extend_from_slice(pre);
     args.push(&wasi_path);
-    let r = run_with(guest, &args, catalog_mount(&f.mnt, &[]), &[("/data", f.mnt.clone())], Limits::default());
-    check(&r, &format!("{guest} wasi {name}"));
+    let r =
+        run_flavor(flavor, guest, &args, catalog_mount(&f.mnt, &[]), &[("/data", f.mnt.clone())], Limits::default());
+    check(&r, &format!("{guest} ({flavor:?}) wasi {name}"));
 }
 
 #[test]
@@ -110,10 +123,15 @@ fn histogram_agrees_with_native() {
 #[test]
 fn mapping_is_reported_in_the_metrics() {
     let f = fixture();
-    let r = run("sum-u64", &["striped/big.bin"], catalog_device(&f.img, &["/"]));
-    r.ok();
-    assert_eq!(r.outcome.metrics.bytes_mapped, (10 << 20) + 123);
-    let r = run("sum-u64", &["--mode", "read", "striped/big.bin"], catalog_device(&f.img, &["/"]));
-    r.ok();
-    assert_eq!(r.outcome.metrics.bytes_mapped, 0);
+    for flavor in Flavor::ALL {
+        let run =
+            |args: &[&str]| run_flavor(flavor, "sum-u64", args, catalog_device(&f.img, &["/"]), &[], Limits::default());
+        let r = run(&["striped/big.bin"]);
+        r.ok();
+        assert_eq!(r.outcome.metrics.bytes_mapped, (10 << 20) + 123, "{flavor:?}");
+        assert!(r.outcome.metrics.peak_memory < (16 << 20) + (10 << 20), "{flavor:?}: {:?}", r.outcome.metrics);
+        let r = run(&["--mode", "read", "striped/big.bin"]);
+        r.ok();
+        assert_eq!(r.outcome.metrics.bytes_mapped, 0, "{flavor:?}");
+    }
 }

@@ -34,7 +34,8 @@ mod abi {
 const USAGE: &str = "usage: adversary CASE [ARGS...]
 cases: store NAME | fd-read-into-map NAME WASI_PATH | hostcall-into-map NAME | sum NAME | spin |
        memory-bomb | recurse | bad-maps NAME | forge-handle | double-drop NAME |
-       escape NAME_INSIDE | not-granted NAME | grow NAME | list | map-only NAME";
+       escape NAME_INSIDE | not-granted NAME | grow NAME | list | map-only NAME |
+       realloc-into-map NAME OTHER";
 
 fn usage() -> ! {
     eprintln!("{USAGE}");
@@ -103,6 +104,7 @@ fn main() {
         "grow" => grow(arg(&args, 1)),
         "list" => list(),
         "map-only" => map_only(arg(&args, 1)),
+        "realloc-into-map" => realloc_into_map(arg(&args, 1), arg(&args, 2)),
         _ => usage(),
     }
 }
@@ -176,6 +178,75 @@ fn hostcall_into_map(name: &str) {
         unsafe { abi::dataset_drop(peek::<i32>(ret + 4)) };
     }
     println!("hostcall ok {disc}");
+}
+
+/// Guest address `cabi_realloc` returns on its next call instead of allocating (0: allocate).
+static HIJACK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The canonical ABI's allocator, through which the host returns lists and strings. It
+/// overrides wit-bindgen's weak one: the same allocation, except that once after a case sets
+/// [`HIJACK`] it answers with that address, which lies inside a mapped dataset range.
+///
+/// # Safety
+/// As the canonical ABI requires: `old` is null or a block this function returned with
+/// `old_len` and `align`; `align` is a power of two.
+#[unsafe(export_name = "cabi_realloc")]
+pub unsafe extern "C" fn cabi_realloc(old: *mut u8, old_len: usize, align: usize, new_len: usize) -> *mut u8 {
+    let hijack = HIJACK.swap(0, std::sync::atomic::Ordering::Relaxed);
+    if hijack != 0 {
+        return std::ptr::with_exposed_provenance_mut(hijack as usize);
+    }
+    if new_len == 0 {
+        return std::ptr::without_provenance_mut(align);
+    }
+    // SAFETY: `align` is a power of two and `new_len` is non-zero (the caller's contract and
+    // the check above); `old`, when not null, came from here with this layout.
+    let p = unsafe {
+        let layout = std::alloc::Layout::from_size_align_unchecked(new_len, align);
+        if old.is_null() {
+            std::alloc::alloc(layout)
+        } else {
+            std::alloc::realloc(old, std::alloc::Layout::from_size_align_unchecked(old_len, align), new_len)
+        }
+    };
+    if p.is_null() {
+        std::alloc::handle_alloc_error(std::alloc::Layout::from_size_align(new_len, align).unwrap());
+    }
+    p
+}
+
+/// The host returns a list into memory that `cabi_realloc` placed inside a mapped range of
+/// NAME: OTHER's bytes must land in the guest's private copy of those pages (so the guest sees
+/// them there), while NAME itself stays unchanged; the host must not crash.
+fn realloc_into_map(name: &str, other: &str) {
+    let ds = must(name, Dataset::open(name));
+    let m = must(name, ds.map());
+    let od = must(other, Dataset::open(other));
+    let n = (m.len() as u64).min(od.len()).min(65536) as usize;
+    let expect = must(other, od.read(0, n));
+    let ret = [0u32; 3];
+    HIJACK.store(m.addr(), std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: a live handle; `ret` is a 4-aligned 12-byte return area on our stack. The host
+    // allocates the list with cabi_realloc, which answers with the mapping's address; the list
+    // is never freed (it is not the allocator's).
+    unsafe { abi::dataset_read(od.raw().handle() as i32, 0, n as i32, ret.as_ptr() as i32) };
+    HIJACK.store(0, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the host wrote the return area; volatile because Rust did not.
+    let (disc, ptr, len) = unsafe {
+        (
+            std::ptr::read_volatile(ret.as_ptr().cast::<u8>()),
+            std::ptr::read_volatile(&ret[1]),
+            std::ptr::read_volatile(&ret[2]) as usize,
+        )
+    };
+    if disc != 0 {
+        fail(format_args!("read failed with code {ptr}"));
+    }
+    // The private copy holds OTHER's bytes where the list landed, NAME's bytes after it.
+    let view = m.as_slice();
+    let landed = ptr == m.addr() && len == n && view[..n] == expect[..];
+    let rest_ok = view.len() <= n || view[n..].iter().take(4096).eq(must(name, ds.read(n as u64, 4096)).iter());
+    println!("realloc-into-map landed={landed} rest={rest_ok} len={len}");
 }
 
 /// Sums the mapped bytes (the tests truncate the file first: a media error).
