@@ -1,7 +1,9 @@
 //! famfs-run as a user runs it: `famfs-run --device demo.img --dataset / wc.wasm FILE`.
 
-use famfs_run_tests::{ImageFile, guest, image_with, native, scratch, text};
+use famfs_run_tests::{Flavor, ImageFile, guest, guest_for, image_with, native, scratch, text};
 use serde_json::Value;
+use std::io::Write;
+use std::process::Stdio;
 
 /// The famfs-run command line as a process.
 fn famfs_run() -> std::process::Command {
@@ -67,11 +69,12 @@ fn guest_exit_codes_and_errors_pass_through() {
 fn bad_invocations_get_clear_messages() {
     let dir = scratch();
     let comp = dir.path().join("component.wasm");
-    // The preamble of a component (layer 1): famfs-run tells it apart from a core module.
+    // An empty component (the preamble alone) is told apart from a core module, and has no
+    // `wasi:cli/run` to call.
     std::fs::write(&comp, b"\0asm\x0d\x00\x01\x00").unwrap();
     let o = famfs_run().arg(s(&comp)).output().unwrap();
     assert_eq!(o.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("is a WebAssembly component"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the component exports no `wasi:cli/run`"));
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"not wasm").unwrap();
     let o = famfs_run().arg(s(&junk)).output().unwrap();
@@ -126,4 +129,89 @@ fn wasi_directories_from_a_mount() {
     let img = image_with(dir.path(), 16 << 20, &[ImageFile { path: "a", data: b"x", strips: None }]);
     let o = famfs_run().args(["--device", s(&img), "--dir", "/data=/", s(&wc), "x"]).output().unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("--dir needs --mount for now"));
+}
+
+#[test]
+fn components_run_like_core_modules() {
+    let dir = scratch();
+    let data = text(3 << 20, 6);
+    let img = image_with(dir.path(), 64 << 20, &[ImageFile { path: "logs/app.log", data: &data, strips: None }]);
+    let wc = guest_for("wc", Flavor::Component);
+    let o = famfs_run().args(["--json", "-d", s(&img), "--dataset", "/", s(&wc), "logs/app.log"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (l, w, b) = native::wc(&data);
+    assert_eq!(v["kind"], "component");
+    assert_eq!(v["stdout"], format!("{l} {w} {b} logs/app.log\n"));
+    assert_eq!(v["metrics"]["bytes_mapped"], data.len() as u64, "zero-copy: {v}");
+    // The guest's exit code is famfs-run's, for components too.
+    let o = famfs_run().args(["-d", s(&img), "--dataset", "/", s(&wc), "missing"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// `--invoke handle --input FILE|-` writes the handler's reply to stdout; the handler's error is
+/// exit 1 with its message; a guest without `handle` and an unknown export name are refused.
+#[test]
+fn handler_round_trip() {
+    let dir = scratch();
+    let data = text(2 << 20, 7);
+    let img = image_with(dir.path(), 64 << 20, &[ImageFile { path: "logs/app.log", data: &data, strips: None }]);
+    // Lines as the handler counts them: an unterminated last line counts.
+    let lines = native::wc(&data).0 + u64::from(data.last().is_some_and(|&b| b != b'\n'));
+    let matching = native::grep(&data, b"needle");
+    let want = format!(
+        "{{\"dataset\":\"logs/app.log\",\"bytes\":{},\"lines\":{lines},\"matching_lines\":{matching}}}",
+        data.len()
+    );
+    let request = dir.path().join("request.txt");
+    std::fs::write(&request, "dataset=logs/app.log\ncontains=needle\n").unwrap();
+    for flavor in Flavor::COMPONENTS {
+        let query = guest_for("query", flavor);
+        let base = ["-d", s(&img), "--dataset", "/", "--invoke", "handle"];
+        let o = famfs_run().args(base).args(["--input", s(&request), s(&query)]).output().unwrap();
+        assert!(o.status.success(), "{flavor:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), want, "{flavor:?}");
+        // The request from stdin.
+        let mut child = famfs_run()
+            .args(base)
+            .args(["--input", "-", s(&query)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"dataset=logs/app.log\ncontains=needle").unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout), want, "{flavor:?} stdin");
+        // The handler's own error: exit 1 and its message.
+        std::fs::write(dir.path().join("bad.txt"), "dataset=nope\n").unwrap();
+        let o = famfs_run().args(base).args(["--input", s(&dir.path().join("bad.txt")), s(&query)]).output().unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("the handler returned an error: nope: no such dataset"), "{err}");
+        // --json carries the reply.
+        let o = famfs_run().args(["--json"]).args(base).args(["--input", s(&request), s(&query)]).output().unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["reply"], want.as_str());
+    }
+    // A command has no `handle`.
+    let o = famfs_run()
+        .args(["--invoke", "handle", "--input", s(&request), s(&guest_for("wc", Flavor::Component))])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("exports no `handle` function"));
+    let o = famfs_run().args(["--invoke", "main", "--input", s(&request), s(&guest("query"))]).output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("only `handle`"));
+    // --input without --invoke, and the reverse, are usage errors.
+    let o = famfs_run().args(["--input", s(&request), s(&guest("query"))]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = famfs_run().args(["--invoke", "handle", s(&guest("query"))]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    // Started as a command, the handler example says how to invoke it. It exits 2; a component
+    // reports failure as 1 (WASI 0.2's `exit` carries only success or failure).
+    let o = famfs_run().arg(s(&guest("query"))).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = famfs_run().arg(s(&guest_for("query", Flavor::Component))).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--invoke handle"));
 }
