@@ -204,6 +204,7 @@ fn main_inner(cli: Cli) -> Result<i32> {
         entry,
         limits: Limits { timeout: cli.timeout, fuel: cli.fuel, max_memory: cli.max_memory, ..Limits::default() },
         stdio: if cli.json { Stdio::Capture } else { Stdio::Inherit },
+        cancel: None,
     };
     let outcome = program.run(&engine, inv);
     let code = match &outcome.result {

@@ -8,9 +8,10 @@ use crate::limits::Limiter;
 use crate::run::{self, Entry, Invocation, Metrics, Outcome, Pipes, Ran, RunError};
 use famfs_host_api::component::{ComponentHost, ComponentView, HandlerPre};
 use famfs_host_api::guest_memory;
+use std::sync::OnceLock;
 use std::time::Instant;
 use wasmtime::Store;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
@@ -34,40 +35,40 @@ impl ComponentView for ComponentState {
     }
 }
 
-/// The component linkers of a program: WASI preview 2 with host-directory preopens, and the
-/// same with `wasi:filesystem` served from the famfs image instead.
-pub(crate) struct ComponentLinkers {
-    host_dirs: Linker<ComponentState>,
+/// A compiled component, linked (lazily, once each) against WASI preview 2 with host-directory
+/// preopens, and against the same with `wasi:filesystem` served from the famfs image instead.
+pub(crate) struct ComponentProgram {
+    component: Component,
+    host_dirs: OnceLock<Result<InstancePre<ComponentState>, RunError>>,
 }
 
-impl ComponentLinkers {
-    pub(crate) fn new(engine: &SandboxEngine) -> wasmtime::Result<ComponentLinkers> {
-        let mut host_dirs = Linker::new(engine.component_engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut host_dirs)?;
+impl ComponentProgram {
+    pub(crate) fn new(_engine: &SandboxEngine, component: Component) -> wasmtime::Result<ComponentProgram> {
+        Ok(ComponentProgram { component, host_dirs: OnceLock::new() })
+    }
+
+    fn link(engine: &SandboxEngine, component: &Component) -> Result<InstancePre<ComponentState>, RunError> {
+        let setup = |e: wasmtime::Error| RunError::Setup { message: format!("{e:#}") };
+        let mut linker = Linker::new(engine.component_engine());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
         // SAFETY: the component engine keeps memories in place, uses no pooling allocator and
         // makes its memories with TrackingMemoryCreator; `run` captures them at instantiation
         // and hands them to the ComponentHost (add_to_linker's contract).
-        unsafe { famfs_host_api::component::add_to_linker(&mut host_dirs)? };
-        Ok(ComponentLinkers { host_dirs })
+        unsafe { famfs_host_api::component::add_to_linker(&mut linker) }.map_err(setup)?;
+        linker.instantiate_pre(component).map_err(|e| RunError::Link { message: format!("{e:#}") })
     }
 
-    fn for_invocation(&self, inv: &Invocation) -> Result<&Linker<ComponentState>, RunError> {
-        if inv.famfs_dirs.is_empty() {
-            Ok(&self.host_dirs)
-        } else {
-            Err(RunError::Setup { message: "WASI directories from a famfs image are not wired yet".into() })
+    fn pre(&self, engine: &SandboxEngine, inv: &Invocation) -> Result<&InstancePre<ComponentState>, RunError> {
+        if !inv.famfs_dirs.is_empty() {
+            return Err(RunError::Setup { message: "WASI directories from a famfs image are not wired yet".into() });
         }
+        self.host_dirs.get_or_init(|| Self::link(engine, &self.component)).as_ref().map_err(Clone::clone)
     }
 }
 
-/// Runs `component` once, in a fresh store.
-pub(crate) fn run(
-    engine: &SandboxEngine,
-    linkers: &ComponentLinkers,
-    component: &Component,
-    inv: Invocation,
-) -> Outcome {
-    run::outcome(&inv, |pipes, metrics| run_inner(engine, linkers, component, &inv, pipes, metrics))
+/// Runs the component once, in a fresh store.
+pub(crate) fn run(engine: &SandboxEngine, program: &ComponentProgram, inv: Invocation) -> Outcome {
+    run::outcome(&inv, |pipes, metrics| run_inner(engine, program, &inv, pipes, metrics))
 }
 
 /// The name of the component's `wasi:cli/run` export, whatever its version.
@@ -85,13 +86,13 @@ type Returned = Result<(i32, Option<Vec<u8>>), String>;
 
 fn run_inner(
     engine: &SandboxEngine,
-    linkers: &ComponentLinkers,
-    component: &Component,
+    program: &ComponentProgram,
     inv: &Invocation,
     pipes: Option<&Pipes>,
     metrics: &mut Metrics,
 ) -> Ran {
-    let linker = linkers.for_invocation(inv)?;
+    let pre = program.pre(engine, inv)?.clone();
+    let component = &program.component;
     let wasi = run::wasi_builder(inv, pipes)?.build();
     let state = ComponentState {
         wasi,
@@ -104,7 +105,6 @@ fn run_inner(
     run::limit_store(&mut store, engine, inv)?;
 
     let t0 = Instant::now();
-    let pre = linker.instantiate_pre(component).map_err(|e| RunError::Link { message: format!("{e:#}") })?;
     let r: wasmtime::Result<Returned> = match &inv.entry {
         Entry::Command => {
             if run_export(component, engine.component_engine()).is_none() {

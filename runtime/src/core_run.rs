@@ -6,7 +6,7 @@ use crate::limits::Limiter;
 use crate::run::{self, Entry, Invocation, Metrics, Outcome, Pipes, Ran, RunError};
 use famfs_host_api::{DatasetHost, DatasetView};
 use std::time::Instant;
-use wasmtime::{Linker, Module, Store};
+use wasmtime::{InstancePre, Linker, Store};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -33,15 +33,14 @@ pub(crate) fn linker(engine: &SandboxEngine) -> wasmtime::Result<Linker<CoreStat
     Ok(linker)
 }
 
-/// Runs `module`'s `_start` once, in a fresh store.
-pub(crate) fn run(engine: &SandboxEngine, linker: &Linker<CoreState>, module: &Module, inv: Invocation) -> Outcome {
-    run::outcome(&inv, |pipes, metrics| run_inner(engine, linker, module, &inv, pipes, metrics))
+/// Runs the module's `_start` once, in a fresh store.
+pub(crate) fn run(engine: &SandboxEngine, pre: &InstancePre<CoreState>, inv: Invocation) -> Outcome {
+    run::outcome(&inv, |pipes, metrics| run_inner(engine, pre, &inv, pipes, metrics))
 }
 
 fn run_inner(
     engine: &SandboxEngine,
-    linker: &Linker<CoreState>,
-    module: &Module,
+    pre: &InstancePre<CoreState>,
     inv: &Invocation,
     pipes: Option<&Pipes>,
     metrics: &mut Metrics,
@@ -59,7 +58,7 @@ fn run_inner(
     run::limit_store(&mut store, engine, inv)?;
 
     let t0 = Instant::now();
-    let instance = linker.instantiate(&mut store, module).map_err(|e| classify(e, &store, inv))?;
+    let instance = pre.instantiate(&mut store).map_err(|e| classify(e, &store, inv))?;
     let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(|_| RunError::MissingExport {
         message: "the module exports no `_start` function (is it a wasm32-wasip1 command?)".into(),
     })?;

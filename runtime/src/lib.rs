@@ -5,17 +5,21 @@
 //! compiled once and run per [`Invocation`] (a command's `main` or a handler's `handle`). The `famfs-run` binary is the command-line front end (DESIGN §8).
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod cli;
 mod component_run;
 mod core_run;
+pub mod embed;
 pub mod engine;
 pub mod limits;
 pub mod program;
 pub mod run;
 
+pub use cache::{CacheError, ModuleCache};
 pub use component_run::ComponentState;
 pub use core_run::CoreState;
+pub use embed::{EmbedError, Runtime, RuntimeBuilder};
 pub use engine::{EngineOptions, SandboxEngine};
 pub use limits::Limits;
 pub use program::{Program, ProgramKind, is_component};
-pub use run::{Entry, Invocation, Metrics, Outcome, RunError, Stdio};
+pub use run::{Cancel, Entry, Invocation, Metrics, Outcome, RunError, Stdio};

@@ -5,7 +5,8 @@ use std::time::Duration;
 /// Limits of one invocation.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Wall-clock budget for running the guest (not compiling it). `None`: unlimited.
+    /// Wall-clock budget for instantiating and running the guest (not compiling it), checked
+    /// every 10 ms. `None`: unlimited.
     pub timeout: Option<Duration>,
     /// Fuel budget; needs an engine built with fuel. `None`: unlimited.
     pub fuel: Option<u64>,

@@ -1,7 +1,8 @@
 //! A guest compiled once and ready to run many times: a core module (wasm32-wasip1) or a
 //! component (wasm32-wasip2, or a core module turned into one at load time).
 
-use crate::component_run::{self, ComponentLinkers};
+use crate::cache::ModuleCache;
+use crate::component_run::{self, ComponentProgram};
 use crate::core_run::{self, CoreState};
 use crate::engine::SandboxEngine;
 use crate::run::{Invocation, Outcome, RunError};
@@ -9,7 +10,7 @@ use wasi_preview1_component_adapter_provider::{
     WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
 };
 use wasmtime::component::Component;
-use wasmtime::{Linker, Module};
+use wasmtime::{InstancePre, Module};
 
 /// What kind of guest a [`Program`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -24,15 +25,17 @@ pub enum ProgramKind {
     AdaptedModule,
 }
 
-/// A compiled guest plus the linker it runs with.
+/// A compiled guest, linked once ([`InstancePre`]) and instantiated afresh for every
+/// invocation. `Send + Sync`: share it (in an `Arc`) across threads.
 pub struct Program {
     kind: ProgramKind,
+    sha256: String,
     inner: Inner,
 }
 
 enum Inner {
-    Core { module: Module, linker: Linker<CoreState> },
-    Component { component: Component, linkers: ComponentLinkers },
+    Core(InstancePre<CoreState>),
+    Component(ComponentProgram),
 }
 
 /// Whether `bytes` is a component rather than a core module (the preamble's layer field).
@@ -49,21 +52,54 @@ impl Program {
     /// Components need that for WASI files read from a famfs image (`--dir` with `--device`)
     /// and for the handler world (`--invoke`).
     pub fn load(engine: &SandboxEngine, bytes: &[u8], as_component: bool) -> Result<Program, RunError> {
-        let compile_err = |e: wasmtime::Error| RunError::Compile { message: format!("{e:#}") };
-        if is_component(bytes) {
-            let component = Component::new(engine.component_engine(), bytes).map_err(compile_err)?;
-            let linkers = ComponentLinkers::new(engine).map_err(|e| RunError::Setup { message: format!("{e:#}") })?;
-            return Ok(Program { kind: ProgramKind::Component, inner: Inner::Component { component, linkers } });
-        }
-        if as_component {
-            let adapted = componentize(bytes)?;
-            let component = Component::new(engine.component_engine(), &adapted).map_err(compile_err)?;
-            let linkers = ComponentLinkers::new(engine).map_err(|e| RunError::Setup { message: format!("{e:#}") })?;
-            return Ok(Program { kind: ProgramKind::AdaptedModule, inner: Inner::Component { component, linkers } });
-        }
-        let module = Module::new(engine.engine(), bytes).map_err(compile_err)?;
-        let linker = core_run::linker(engine).map_err(|e| RunError::Setup { message: format!("{e:#}") })?;
-        Ok(Program { kind: ProgramKind::CoreModule, inner: Inner::Core { module, linker } })
+        Program::load_cached(engine, bytes, as_component, None)
+    }
+
+    /// [`load`](Self::load), taking the compiled code from `cache` when it is there and
+    /// storing it there when it was not.
+    pub fn load_cached(
+        engine: &SandboxEngine,
+        bytes: &[u8],
+        as_component: bool,
+        cache: Option<&ModuleCache>,
+    ) -> Result<Program, RunError> {
+        let sha256 = crate::cache::sha256_hex(bytes);
+        let setup = |e: wasmtime::Error| RunError::Setup { message: format!("{e:#}") };
+        let kind = match (is_component(bytes), as_component) {
+            (true, _) => ProgramKind::Component,
+            (false, true) => ProgramKind::AdaptedModule,
+            (false, false) => ProgramKind::CoreModule,
+        };
+        let inner = if kind == ProgramKind::CoreModule {
+            let module =
+                compile_cached(engine.engine(), bytes, "module", cache, |b| Module::new(engine.engine(), b), {
+                    // SAFETY: see `compile_cached`: the artifact is one this runtime serialized.
+                    |e, a| unsafe { Module::deserialize(e, a) }
+                })?;
+            let linker = core_run::linker(engine).map_err(setup)?;
+            Inner::Core(linker.instantiate_pre(&module).map_err(|e| RunError::Link { message: format!("{e:#}") })?)
+        } else {
+            let ce = engine.component_engine();
+            let tag = if kind == ProgramKind::Component { "component" } else { "adapted" };
+            let component = compile_cached(
+                ce,
+                bytes,
+                tag,
+                cache,
+                |b| {
+                    if kind == ProgramKind::AdaptedModule {
+                        let adapted = componentize(b).map_err(|e| wasmtime::format_err!("{e}"))?;
+                        Component::new(ce, &adapted)
+                    } else {
+                        Component::new(ce, b)
+                    }
+                },
+                // SAFETY: see `compile_cached`: the artifact is one this runtime serialized.
+                |e, a| unsafe { Component::deserialize(e, a) },
+            )?;
+            Inner::Component(ComponentProgram::new(engine, component).map_err(setup)?)
+        };
+        Ok(Program { kind, sha256, inner })
     }
 
     /// What kind of guest this is.
@@ -71,14 +107,76 @@ impl Program {
         self.kind
     }
 
+    /// The sha256 of the bytes it was loaded from (hex).
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
     /// Runs one invocation in a fresh store. Never panics on anything the guest does; every
     /// failure is in [`Outcome::result`].
     pub fn run(&self, engine: &SandboxEngine, inv: Invocation) -> Outcome {
         match &self.inner {
-            Inner::Core { module, linker } => core_run::run(engine, linker, module, inv),
-            Inner::Component { component, linkers } => component_run::run(engine, linkers, component, inv),
+            Inner::Core(pre) => core_run::run(engine, pre, inv),
+            Inner::Component(program) => component_run::run(engine, program, inv),
         }
     }
+}
+
+/// Something wasmtime compiles and serializes.
+trait Artifact: Sized {
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
+}
+
+impl Artifact for Module {
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Module::serialize(self)
+    }
+}
+
+impl Artifact for Component {
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Component::serialize(self)
+    }
+}
+
+/// Compiles `bytes`, or takes the compiled artifact from `cache`.
+///
+/// `deserialize` is only ever given bytes read back from the cache, which this runtime wrote
+/// with `serialize` for an engine with the same compatibility hash (the entry's name says so),
+/// whose checksum held, from a directory only this user can write ([`ModuleCache::open`]);
+/// wasmtime checks the version and configuration again and refuses a foreign artifact, which
+/// is then recompiled.
+fn compile_cached<A: Artifact>(
+    engine: &wasmtime::Engine,
+    bytes: &[u8],
+    kind: &str,
+    cache: Option<&ModuleCache>,
+    compile: impl FnOnce(&[u8]) -> wasmtime::Result<A>,
+    deserialize: impl FnOnce(&wasmtime::Engine, &[u8]) -> wasmtime::Result<A>,
+) -> Result<A, RunError> {
+    let compile_err = |e: wasmtime::Error| RunError::Compile { message: format!("{e:#}") };
+    let Some(cache) = cache else {
+        return compile(bytes).map_err(compile_err);
+    };
+    let key = ModuleCache::key(bytes, kind, engine);
+    if let Some(artifact) = cache.get(&key) {
+        match deserialize(engine, &artifact) {
+            Ok(a) => {
+                tracing::debug!(key, "module cache hit");
+                return Ok(a);
+            }
+            Err(e) => {
+                tracing::warn!(key, "module cache entry refused, recompiling: {e:#}");
+                cache.remove(&key);
+            }
+        }
+    }
+    let compiled = compile(bytes).map_err(compile_err)?;
+    match compiled.serialize() {
+        Ok(artifact) => cache.put(&key, &artifact),
+        Err(e) => tracing::warn!("cannot serialize a compiled guest for the cache: {e:#}"),
+    }
+    Ok(compiled)
 }
 
 /// Turns a core module into a component with the WASI preview-1 adapter.

@@ -49,6 +49,9 @@ pub enum RunError {
         /// What is wrong.
         message: String,
     },
+    /// The invocation was cancelled ([`Cancel`], or its future was dropped).
+    #[error("the invocation was cancelled")]
+    Cancelled,
     /// The time limit passed.
     #[error("the guest ran out of time (limit {limit_ms} ms)")]
     Timeout {
@@ -155,6 +158,62 @@ pub struct Invocation {
     pub limits: Limits,
     /// Stdio handling.
     pub stdio: Stdio,
+    /// Cancels the invocation from another thread (checked every epoch tick, 10 ms).
+    pub cancel: Option<Cancel>,
+}
+
+impl Invocation {
+    /// A command invocation of a guest called `argv0`: no arguments, environment, datasets or
+    /// directories; default [`Limits`]; output captured.
+    pub fn new(argv0: impl Into<String>) -> Invocation {
+        Invocation {
+            program: argv0.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            catalog: Catalog::empty(),
+            dirs: Vec::new(),
+            famfs_dirs: Vec::new(),
+            entry: Entry::Command,
+            limits: Limits::default(),
+            stdio: Stdio::Capture,
+            cancel: None,
+        }
+    }
+}
+
+/// A cancellation flag shared between an invocation and whoever may cancel it; cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(std::sync::Arc<CancelInner>);
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    flag: std::sync::atomic::AtomicBool,
+    parent: Option<Cancel>,
+}
+
+impl Cancel {
+    /// A flag not yet raised.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// A new flag that also counts as raised when `self` is: cancelling the child leaves the
+    /// parent alone.
+    pub fn child(&self) -> Cancel {
+        Cancel(std::sync::Arc::new(CancelInner { flag: Default::default(), parent: Some(self.clone()) }))
+    }
+
+    /// Cancels: the guest is interrupted within one epoch tick and the invocation fails with
+    /// [`RunError::Cancelled`].
+    pub fn cancel(&self) {
+        self.0.flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called on this flag or a parent.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.flag.load(std::sync::atomic::Ordering::Relaxed)
+            || self.0.parent.as_ref().is_some_and(Cancel::is_cancelled)
+    }
 }
 
 /// What came of an invocation.
@@ -251,7 +310,8 @@ pub(crate) fn wasi_builder(inv: &Invocation, pipes: Option<&Pipes>) -> Result<Wa
     Ok(b)
 }
 
-/// Applies `inv`'s fuel budget and timeout to a fresh store.
+/// Applies `inv`'s fuel budget, timeout and cancel flag to a fresh store. The timeout counts from
+/// here: instantiation and the run.
 pub(crate) fn limit_store<T>(store: &mut Store<T>, engine: &SandboxEngine, inv: &Invocation) -> Result<(), RunError> {
     if let Some(fuel) = inv.limits.fuel {
         store
@@ -260,12 +320,18 @@ pub(crate) fn limit_store<T>(store: &mut Store<T>, engine: &SandboxEngine, inv: 
     } else if engine.options().fuel {
         store.set_fuel(u64::MAX).map_err(|e| RunError::Setup { message: format!("{e:#}") })?;
     }
-    // "No timeout" is a deadline centuries away: wasmtime adds the current epoch to it.
-    let ticks = inv.limits.timeout.map_or(u64::MAX / 4, |t| {
-        u64::try_from(t.as_nanos() / crate::engine::EPOCH_TICK.as_nanos()).unwrap_or(u64::MAX / 4).max(1)
+    // Every epoch tick (10 ms) the guest stops to check the deadline and the cancel flag.
+    let deadline = inv.limits.timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+    let cancel = inv.cancel.clone();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        let cancelled = cancel.as_ref().is_some_and(Cancel::is_cancelled);
+        if cancelled || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            Ok(wasmtime::UpdateDeadline::Interrupt)
+        } else {
+            Ok(wasmtime::UpdateDeadline::Continue(1))
+        }
     });
-    store.set_epoch_deadline(ticks);
-    store.epoch_deadline_trap();
     Ok(())
 }
 
@@ -283,6 +349,7 @@ pub(crate) fn ms(d: Duration) -> f64 {
 /// refused, if any: a guest that traps after that is reported as hitting the memory limit.
 pub(crate) fn classify(e: wasmtime::Error, denied: Option<usize>, inv: &Invocation) -> RunError {
     match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) if inv.cancel.as_ref().is_some_and(Cancel::is_cancelled) => RunError::Cancelled,
         Some(Trap::Interrupt) => RunError::Timeout { limit_ms: inv.limits.timeout.map_or(0, |t| t.as_millis() as u64) },
         Some(Trap::OutOfFuel) => RunError::FuelExhausted { fuel: inv.limits.fuel.unwrap_or(0) },
         Some(Trap::StackOverflow) => RunError::StackOverflow,

@@ -87,20 +87,13 @@ fn main() {
     let program = famfs_runtime::Program::load(&engine, &component, false).unwrap();
     let mut inst: Vec<f64> = (0..runs.min(100))
         .map(|_| {
-            let inv = famfs_runtime::Invocation {
-                program: "wc".into(),
-                args: vec![],
-                env: vec![],
-                catalog: famfs_host_api::Catalog::empty(),
-                dirs: vec![],
-                famfs_dirs: vec![],
-                entry: famfs_runtime::Entry::Command,
-                limits: famfs_runtime::Limits::default(),
-                stdio: famfs_runtime::Stdio::Capture,
-            };
+            let inv = famfs_runtime::Invocation::new("wc");
             program.run(&engine, inv).metrics.instantiate_ms * 1000.0
         })
         .collect();
     inst.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    println!("\nwc as a component (memory creator, WASI p2 linker): instantiate {:.1} us (median)", inst[inst.len() / 2]);
+    println!(
+        "\nwc as a component (memory creator, WASI p2 linker): instantiate {:.1} us (median)",
+        inst[inst.len() / 2]
+    );
 }

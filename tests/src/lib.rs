@@ -297,6 +297,7 @@ pub mod harness {
                 entry: self.entry,
                 limits: self.limits,
                 stdio: Stdio::Capture,
+                cancel: None,
             };
             let outcome = program(self.name, self.flavor).run(&s.engine, inv);
             let stdout = String::from_utf8_lossy(outcome.stdout.as_deref().unwrap_or_default()).into_owned();

@@ -1,0 +1,277 @@
+//! The library API for platforms that embed famfs-run (serverless function hosts, job runners).
+//!
+//! A [`Runtime`] owns the engines, the compiled-guest caches (in memory, and on disk when
+//! given a directory) and a concurrency limit. It is cheap to clone and `Send + Sync`: share one
+//! per process. Guests are compiled once ([`Runtime::load`]) and each invocation gets a fresh
+//! instance from a pre-linked [`Program`] ([`Runtime::invoke`], async, on tokio).
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! # rt.block_on(async {
+//! use famfs_runtime::{Entry, Runtime};
+//!
+//! let runtime = Runtime::builder().max_concurrency(8).build()?;
+//! // A core module that exports `handle` (the handler world) would come from a file; this one
+//! // is the smallest command there is: `_start` that returns.
+//! let module = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a\x04\x01\x02\0\x0b";
+//! let program = runtime.load(module, false)?;
+//! let mut inv = runtime.invocation("hello");
+//! inv.entry = Entry::Command;
+//! let outcome = runtime.invoke(&program, inv).await;
+//! assert_eq!(outcome.result?, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::cache::{CacheError, ModuleCache};
+use crate::engine::{EngineOptions, SandboxEngine};
+use crate::limits::Limits;
+use crate::program::Program;
+use crate::run::{Cancel, Invocation, Outcome, RunError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+
+/// Why a [`Runtime`] could not be built or a guest not loaded.
+#[derive(Debug, Error)]
+pub enum EmbedError {
+    /// wasmtime refused the engine configuration.
+    #[error("cannot build the wasmtime engine: {message}")]
+    Engine {
+        /// What wasmtime said.
+        message: String,
+    },
+    /// The module cache directory cannot be used.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// The guest file cannot be read.
+    #[error("cannot read the guest {path}: {cause}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        cause: std::io::Error,
+    },
+    /// The guest's bytes are not the ones the caller expected.
+    #[error("{path} has sha256 {actual}, but {expected} was expected; refusing to run it")]
+    Sha256Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// What the caller expected.
+        expected: String,
+        /// What the file has.
+        actual: String,
+    },
+    /// Compiling or linking failed.
+    #[error(transparent)]
+    Load(#[from] RunError),
+}
+
+/// Builds a [`Runtime`].
+#[derive(Clone, Debug)]
+pub struct RuntimeBuilder {
+    limits: Limits,
+    cache_dir: Option<PathBuf>,
+    max_concurrency: usize,
+    fuel: bool,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        RuntimeBuilder { limits: Limits::default(), cache_dir: None, max_concurrency: cores * 4, fuel: false }
+    }
+}
+
+impl RuntimeBuilder {
+    /// Default limits of every invocation made with [`Runtime::invocation`].
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Keep compiled guests in `dir` (created, mode 0700) across processes.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// At most `n` invocations run at once (at least 1); further [`Runtime::invoke`] calls wait.
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n.max(1);
+        self
+    }
+
+    /// Count fuel, so invocations may have a fuel budget ([`Limits::fuel`]).
+    pub fn fuel(mut self, fuel: bool) -> Self {
+        self.fuel = fuel;
+        self
+    }
+
+    /// Builds the runtime.
+    pub fn build(self) -> Result<Runtime, EmbedError> {
+        let engine = SandboxEngine::new(EngineOptions { fuel: self.fuel })
+            .map_err(|e| EmbedError::Engine { message: format!("{e:#}") })?;
+        let cache = self.cache_dir.as_deref().map(ModuleCache::open).transpose()?;
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                cache,
+                programs: Mutex::new(HashMap::new()),
+                permits: Arc::new(tokio::sync::Semaphore::new(self.max_concurrency)),
+                limits: self.limits,
+            }),
+        })
+    }
+}
+
+/// An embeddable famfs-run: engines, compiled-guest caches, a concurrency limit.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: SandboxEngine,
+    cache: Option<ModuleCache>,
+    /// (sha256, as_component) → compiled program.
+    programs: Mutex<HashMap<(String, bool), Arc<Program>>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    limits: Limits,
+}
+
+impl Runtime {
+    /// A builder with default limits, no disk cache, and 4 invocations per core at once.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// A runtime with the builder's defaults.
+    pub fn new() -> Result<Runtime, EmbedError> {
+        Runtime::builder().build()
+    }
+
+    /// The engines (for [`Program::run`] and tools).
+    pub fn engine(&self) -> &SandboxEngine {
+        &self.inner.engine
+    }
+
+    /// The default limits.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// A command invocation named `argv0` with this runtime's default limits (see
+    /// [`Invocation::new`] for the rest).
+    pub fn invocation(&self, argv0: impl Into<String>) -> Invocation {
+        let mut inv = Invocation::new(argv0);
+        inv.limits = self.inner.limits;
+        inv
+    }
+
+    /// Compiles a guest, or returns the one already compiled from the same bytes (by sha256);
+    /// with a cache directory, compiled code is also taken from and kept on disk. See
+    /// [`Program::load`] for `as_component`.
+    pub fn load(&self, bytes: &[u8], as_component: bool) -> Result<Arc<Program>, RunError> {
+        let key = (crate::cache::sha256_hex(bytes), as_component);
+        if let Some(p) = self.inner.programs.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(p.clone());
+        }
+        // Compile outside the lock: other guests keep loading meanwhile.
+        let program =
+            Arc::new(Program::load_cached(&self.inner.engine, bytes, as_component, self.inner.cache.as_ref())?);
+        let mut programs = self.inner.programs.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(programs.entry(key).or_insert(program).clone())
+    }
+
+    /// [`load`](Self::load) from a file, refusing it unless its sha256 is `expected_sha256`
+    /// (hex) when one is given.
+    pub fn load_file(
+        &self,
+        path: &Path,
+        expected_sha256: Option<&str>,
+        as_component: bool,
+    ) -> Result<Arc<Program>, EmbedError> {
+        let bytes = std::fs::read(path).map_err(|cause| EmbedError::Read { path: path.to_path_buf(), cause })?;
+        if let Some(expected) = expected_sha256 {
+            let actual = crate::cache::sha256_hex(&bytes);
+            if !actual.eq_ignore_ascii_case(expected.trim()) {
+                return Err(EmbedError::Sha256Mismatch {
+                    path: path.to_path_buf(),
+                    expected: expected.trim().to_string(),
+                    actual,
+                });
+            }
+        }
+        Ok(self.load(&bytes, as_component)?)
+    }
+
+    /// Runs one invocation of `program` on tokio's blocking pool, after waiting for a slot
+    /// under the concurrency limit.
+    ///
+    /// Dropping the returned future cancels the invocation: the guest is interrupted within one
+    /// epoch tick (10 ms) and its store is dropped. The invocation's own [`Cancel`] (if any)
+    /// works too. Must be called within a tokio runtime.
+    pub async fn invoke(&self, program: &Arc<Program>, mut inv: Invocation) -> Outcome {
+        // Our own flag, a child of the caller's: dropping this future cancels this invocation
+        // only, never others that share the caller's flag.
+        let cancel = inv.cancel.as_ref().map_or_else(Cancel::new, Cancel::child);
+        inv.cancel = Some(cancel.clone());
+        let mut on_drop = CancelOnDrop(Some(cancel.clone()));
+        let permit = match self.inner.permits.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return failed(RunError::Setup { message: "the runtime is shutting down".into() }),
+        };
+        if cancel.is_cancelled() {
+            return failed(RunError::Cancelled);
+        }
+        let (runtime, program) = (self.clone(), program.clone());
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            program.run(&runtime.inner.engine, inv)
+        });
+        let outcome = match task.await {
+            Ok(outcome) => outcome,
+            Err(e) => failed(RunError::Setup { message: format!("the invocation's thread failed: {e}") }),
+        };
+        on_drop.0 = None;
+        outcome
+    }
+
+    /// Free slots under the concurrency limit right now.
+    pub fn available_slots(&self) -> usize {
+        self.inner.permits.available_permits()
+    }
+}
+
+/// Raises the flag when the invoke future is dropped before it finished (cancellation);
+/// disarmed (`None`) once the invocation is over.
+struct CancelOnDrop(Option<Cancel>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.cancel();
+        }
+    }
+}
+
+fn failed(error: RunError) -> Outcome {
+    Outcome { result: Err(error), metrics: Default::default(), stdout: None, stderr: None, reply: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+
+    #[test]
+    fn runtime_is_send_sync_and_clone() {
+        assert_send_sync::<Runtime>();
+    }
+}
