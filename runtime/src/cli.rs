@@ -27,11 +27,15 @@ struct Cli {
     /// Call the handler world's export instead of running a command: `--invoke handle`.
     #[arg(long, value_name = "NAME", requires = "input")]
     invoke: Option<String>,
-    /// The request bytes for --invoke: a file, or - for standard input.
-    #[arg(long, value_name = "FILE|-", requires = "invoke")]
+    /// The request bytes for --invoke (or a handler manifest): a file, or - for standard input.
+    #[arg(long, value_name = "FILE|-")]
     input: Option<PathBuf>,
+    /// Everything about the run from a TOML manifest (module, sha256, datasets, directories,
+    /// limits, env, config); only --input, --json, -v and extra arguments go with it.
+    #[arg(long, value_name = "FILE.toml", conflicts_with_all = ["device", "mount", "datasets", "dirs", "invoke", "timeout", "fuel", "env"])]
+    manifest: Option<PathBuf>,
     /// Wall-clock limit for the guest, e.g. 30s, 500ms, 2m.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::limits::parse_duration)]
     timeout: Option<Duration>,
     /// Fuel budget (counts executed instructions; slows execution somewhat).
     #[arg(long)]
@@ -50,27 +54,11 @@ struct Cli {
     verbose: u8,
     /// The guest: a core module (wasm32-wasip1) or a component (wasm32-wasip2), told apart by
     /// its header.
-    module: PathBuf,
+    #[arg(required_unless_present = "manifest")]
+    module: Option<PathBuf>,
     /// Arguments for the guest.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration such as 30s, 500ms or 2m"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!("'{s}' has an unknown unit '{unit}'; use ms, s, m or h"));
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is out of range"))
 }
 
 /// Where a `--dir` comes from.
@@ -151,7 +139,62 @@ pub fn main() -> i32 {
     }
 }
 
+/// A loaded program and the invocation to run.
+struct Prepared {
+    engine: SandboxEngine,
+    program: Program,
+    inv: Invocation,
+    compile_ms: f64,
+}
+
 fn main_inner(cli: Cli) -> Result<i32> {
+    let json = cli.json;
+    let p = match cli.manifest.clone() {
+        Some(path) => prepare_manifest(cli, &path)?,
+        None => prepare_flags(cli)?,
+    };
+    let outcome = p.program.run(&p.engine, p.inv);
+    report(&outcome, p.program.kind(), p.compile_ms, json)
+}
+
+/// `--manifest FILE.toml`: extra arguments (the positional ones) follow the manifest's.
+fn prepare_manifest(cli: Cli, path: &Path) -> Result<Prepared> {
+    let manifest = crate::Manifest::from_file(path)?;
+    let input = match (&manifest.module.invoke, &cli.input) {
+        (Some(_), Some(input)) => read_input(input)?,
+        (Some(_), None) => bail!("{} invokes `handle`: give the request with --input FILE|-", path.display()),
+        (None, Some(_)) => bail!("--input is for handlers; {} runs a command", path.display()),
+        (None, None) => Vec::new(),
+    };
+    let started = std::time::Instant::now();
+    let engine = SandboxEngine::new(EngineOptions { fuel: manifest.limits.fuel.is_some() })
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let bytes = std::fs::read(&manifest.module.path).with_context(|| {
+        format!("cannot read {} (module.path in {})", manifest.module.path.display(), path.display())
+    })?;
+    if let Some(expected) = &manifest.module.sha256 {
+        let actual = crate::cache::sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(expected) {
+            bail!(
+                "{} has sha256 {actual}, but {} expects {expected}; refusing to run it",
+                manifest.module.path.display(),
+                path.display()
+            );
+        }
+    }
+    let program = Program::load(&engine, &bytes, manifest.needs_component())?;
+    let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut inv = manifest.invocation(Limits { max_memory: cli.max_memory, ..Limits::default() }, input)?;
+    inv.args.extend(cli.module.iter().map(|m| m.to_string_lossy().into_owned()).chain(cli.args));
+    inv.stdio = if cli.json { Stdio::Capture } else { Stdio::Inherit };
+    Ok(Prepared { engine, program, inv, compile_ms })
+}
+
+fn prepare_flags(cli: Cli) -> Result<Prepared> {
+    let module = cli.module.clone().context("give the module to run (or --manifest FILE.toml)")?;
+    if cli.input.is_some() && cli.invoke.is_none() {
+        bail!("--input goes with --invoke handle");
+    }
     let mut catalog = match (&cli.device, &cli.mount) {
         (Some(d), _) => Catalog::open_device(d).with_context(|| format!("cannot open the famfs on {}", d.display()))?,
         (None, Some(m)) => Catalog::open_mount(m)?,
@@ -184,7 +227,7 @@ fn main_inner(cli: Cli) -> Result<i32> {
                 .with_context(|| format!("--env '{kv}' must look like K=V"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = std::fs::read(&cli.module).with_context(|| format!("cannot read {}", cli.module.display()))?;
+    let bytes = std::fs::read(&module).with_context(|| format!("cannot read {}", module.display()))?;
     let started = std::time::Instant::now();
     let engine =
         SandboxEngine::new(EngineOptions { fuel: cli.fuel.is_some() }).map_err(|e| anyhow::anyhow!("{e:#}"))?;
@@ -192,8 +235,8 @@ fn main_inner(cli: Cli) -> Result<i32> {
     let as_component = matches!(entry, Entry::Handle { .. }) || !famfs_dirs.is_empty();
     let program = Program::load(&engine, &bytes, as_component)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
-    tracing::info!(kind = ?program.kind(), compile_ms, "loaded {}", cli.module.display());
-    let argv0 = cli.module.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
+    tracing::info!(kind = ?program.kind(), compile_ms, "loaded {}", module.display());
+    let argv0 = module.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
     let inv = Invocation {
         program: argv0,
         args: cli.args.clone(),
@@ -206,18 +249,22 @@ fn main_inner(cli: Cli) -> Result<i32> {
         stdio: if cli.json { Stdio::Capture } else { Stdio::Inherit },
         cancel: None,
     };
-    let outcome = program.run(&engine, inv);
+    Ok(Prepared { engine, program, inv, compile_ms })
+}
+
+/// Prints the outcome (the reply, or the JSON report) and returns the exit code.
+fn report(outcome: &crate::Outcome, kind: crate::ProgramKind, compile_ms: f64, json: bool) -> Result<i32> {
     let code = match &outcome.result {
         Ok(c) => *c,
         Err(e) => exit_code_for(e),
     };
-    if cli.json {
-        let mut v = serde_json::to_value(&outcome)?;
+    if json {
+        let mut v = serde_json::to_value(outcome)?;
         let text = |b: &Option<Vec<u8>>| b.as_deref().map(|b| String::from_utf8_lossy(b).into_owned());
         v["stdout"] = text(&outcome.stdout).into();
         v["stderr"] = text(&outcome.stderr).into();
         v["metrics"]["compile_ms"] = compile_ms.into();
-        v["kind"] = serde_json::to_value(program.kind())?;
+        v["kind"] = serde_json::to_value(kind)?;
         if let Some(reply) = &outcome.reply {
             v["reply"] = String::from_utf8(reply.clone()).ok().into();
             v["reply_len"] = reply.len().into();

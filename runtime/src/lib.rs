@@ -12,6 +12,7 @@ mod core_run;
 pub mod embed;
 pub mod engine;
 pub mod limits;
+pub mod manifest;
 pub mod program;
 pub mod run;
 
@@ -21,5 +22,6 @@ pub use core_run::CoreState;
 pub use embed::{EmbedError, Runtime, RuntimeBuilder};
 pub use engine::{EngineOptions, SandboxEngine};
 pub use limits::Limits;
+pub use manifest::{Manifest, ManifestError};
 pub use program::{Program, ProgramKind, is_component};
 pub use run::{Cancel, Entry, Invocation, Metrics, Outcome, RunError, Stdio};

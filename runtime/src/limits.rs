@@ -62,3 +62,21 @@ impl wasmtime::ResourceLimiter for Limiter {
         Ok(desired <= self.max_table && maximum.is_none_or(|m| desired <= m))
     }
 }
+
+/// Parses a duration such as `30s`, `500ms`, `2m`, `1h` or `1.5s` (no unit: seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration such as 30s, 500ms or 2m"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!("'{s}' has an unknown unit '{unit}'; use ms, s, m or h"));
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is out of range"))
+}

@@ -1,0 +1,346 @@
+//! Function manifests: one TOML file says what to run, over which datasets, with which limits
+//! (`famfs-run --manifest FILE.toml`, and [`Manifest`] in the library API alike).
+//!
+//! ```toml
+//! [module]
+//! path = "query.wasm"              # relative to this file
+//! sha256 = "9f86d0…"               # optional: refuse any other bytes
+//! invoke = "handle"                # optional: the handler world; default: run the command
+//! args = ["--mode", "map"]         # optional command-line arguments
+//!
+//! [source]                         # optional: where datasets come from
+//! device = "famfs.img"             # a famfs image or /dev/daxX.Y ... (relative to this file)
+//! # mount = "/mnt/famfs"           # ... or a mounted famfs (not both)
+//! datasets = ["logs", "data/x.bin"]  # grants ('/' = everything)
+//! dirs = { "/data" = "logs" }      # read-only WASI directories (GUEST = famfs or mount PATH)
+//!
+//! [limits]                         # optional, each defaulting to the runtime's
+//! timeout = "30s"
+//! fuel = 100000000                 # needs a runtime that counts fuel
+//! max_memory = "512M"
+//!
+//! [env]                            # environment variables
+//! LOG = "info"
+//!
+//! [config]                         # function configuration, given to the guest as
+//! greeting = "hello"               # environment variables FAMFS_CONFIG_<KEY> (upper case)
+//! ```
+//!
+//! Unknown keys are an error (a typo must not silently drop a limit).
+
+use crate::embed::{EmbedError, Runtime};
+use crate::limits::{Limits, parse_duration};
+use crate::program::Program;
+use crate::run::{Entry, Invocation};
+use famfs_host_api::{Catalog, CatalogError};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Why a manifest cannot be used.
+#[derive(Debug, Error)]
+pub enum ManifestError {
+    /// The file cannot be read.
+    #[error("cannot read the manifest {path}: {cause}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        cause: std::io::Error,
+    },
+    /// Not valid TOML, a wrong type, a missing or unknown key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with the line and column.
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The dataset source cannot be opened or a grant is refused.
+    #[error("{path}: {cause}")]
+    Source {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        cause: CatalogError,
+    },
+    /// The module cannot be loaded.
+    #[error("{path}: {cause}")]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        cause: EmbedError,
+    },
+}
+
+/// `[module]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleSpec {
+    /// The guest, relative to the manifest's directory.
+    pub path: PathBuf,
+    /// Its expected sha256 (hex).
+    pub sha256: Option<String>,
+    /// `handle` to call the handler world; absent to run the command.
+    pub invoke: Option<String>,
+    /// Command-line arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// `[source]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// A famfs image or dax device.
+    pub device: Option<PathBuf>,
+    /// A mounted famfs (or any directory).
+    pub mount: Option<PathBuf>,
+    /// Grants.
+    #[serde(default)]
+    pub datasets: Vec<String>,
+    /// Read-only WASI directories: guest path → famfs path (device) or path inside the mount.
+    #[serde(default)]
+    pub dirs: BTreeMap<String, String>,
+}
+
+/// `[limits]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// e.g. "30s".
+    pub timeout: Option<String>,
+    /// Fuel budget.
+    pub fuel: Option<u64>,
+    /// e.g. "512M".
+    pub max_memory: Option<String>,
+}
+
+/// A parsed manifest, its relative paths resolved against its directory.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// `[module]`.
+    pub module: ModuleSpec,
+    /// `[source]`.
+    #[serde(default)]
+    pub source: SourceSpec,
+    /// `[limits]`.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// `[env]`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// `[config]`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Where it was read from.
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+impl Manifest {
+    /// Reads and checks `path`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Manifest, ManifestError> {
+        let path = path.as_ref();
+        let text =
+            std::fs::read_to_string(path).map_err(|cause| ManifestError::Read { path: path.to_path_buf(), cause })?;
+        Manifest::from_str_at(&text, path)
+    }
+
+    /// Parses `text` as if read from `path` (relative paths resolve against its directory).
+    pub fn from_str_at(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
+        let mut m: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim().to_string(),
+        })?;
+        m.file = path.to_path_buf();
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        m.module.path = resolve(&m.module.path);
+        m.source.device = m.source.device.as_deref().map(resolve);
+        m.source.mount = m.source.mount.as_deref().map(resolve);
+        m.check()?;
+        Ok(m)
+    }
+
+    fn invalid(&self, message: impl Into<String>) -> ManifestError {
+        ManifestError::Invalid { path: self.file.clone(), message: message.into() }
+    }
+
+    fn check(&self) -> Result<(), ManifestError> {
+        if let Some(sha) = &self.module.sha256
+            && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(
+                self.invalid(format!("module.sha256 '{sha}' is not 64 hex digits (run `sha256sum` on the module)"))
+            );
+        }
+        if let Some(name) = &self.module.invoke
+            && name != "handle"
+        {
+            return Err(self.invalid(format!(
+                "module.invoke = '{name}': only \"handle\" (the handler world's export) can be invoked; remove it to run a command"
+            )));
+        }
+        let s = &self.source;
+        if s.device.is_some() && s.mount.is_some() {
+            return Err(self.invalid("source has both device and mount; keep one"));
+        }
+        if s.device.is_none() && s.mount.is_none() && (!s.datasets.is_empty() || !s.dirs.is_empty()) {
+            return Err(self.invalid("source.datasets and source.dirs need source.device or source.mount"));
+        }
+        self.limits()?;
+        Ok(())
+    }
+
+    /// The limits: the manifest's where it sets them, `defaults` elsewhere.
+    pub fn limits_over(&self, defaults: Limits) -> Result<Limits, ManifestError> {
+        let mut l = defaults;
+        if let Some(t) = &self.limits.timeout {
+            l.timeout = Some(parse_duration(t).map_err(|e| self.invalid(format!("limits.timeout: {e}")))?);
+        }
+        if let Some(f) = self.limits.fuel {
+            l.fuel = Some(f);
+        }
+        if let Some(m) = &self.limits.max_memory {
+            l.max_memory = famfs::units::parse_size(m).map_err(|e| self.invalid(format!("limits.max_memory: {e}")))?;
+        }
+        Ok(l)
+    }
+
+    fn limits(&self) -> Result<Limits, ManifestError> {
+        self.limits_over(Limits::default())
+    }
+
+    /// Whether the module must be loaded as a component (handler world, or WASI directories
+    /// served from a famfs image).
+    pub fn needs_component(&self) -> bool {
+        self.module.invoke.is_some() || (self.source.device.is_some() && !self.source.dirs.is_empty())
+    }
+
+    /// Loads the module into `runtime` (checking its sha256 when the manifest gives one).
+    pub fn load(&self, runtime: &Runtime) -> Result<Arc<Program>, ManifestError> {
+        runtime
+            .load_file(&self.module.path, self.module.sha256.as_deref(), self.needs_component())
+            .map_err(|cause| ManifestError::Load { path: self.file.clone(), cause })
+    }
+
+    /// The catalog of granted datasets.
+    pub fn catalog(&self) -> Result<Catalog, ManifestError> {
+        let src = |cause| ManifestError::Source { path: self.file.clone(), cause };
+        let mut catalog = match (&self.source.device, &self.source.mount) {
+            (Some(d), _) => Catalog::open_device(d).map_err(src)?,
+            (None, Some(m)) => Catalog::open_mount(m).map_err(src)?,
+            (None, None) => Catalog::empty(),
+        };
+        for g in &self.source.datasets {
+            catalog.grant(g).map_err(src)?;
+        }
+        Ok(catalog)
+    }
+
+    /// An invocation as the manifest describes it, `input` being the request for a handler
+    /// (ignored for a command). Limits the manifest leaves out come from `defaults`.
+    pub fn invocation(&self, defaults: Limits, input: Vec<u8>) -> Result<Invocation, ManifestError> {
+        let argv0 = self.module.path.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
+        let mut inv = Invocation::new(argv0);
+        inv.args = self.module.args.clone();
+        inv.env = self.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (k, v) in &self.config {
+            inv.env.push((format!("FAMFS_CONFIG_{}", k.to_ascii_uppercase().replace('-', "_")), v.clone()));
+        }
+        inv.catalog = self.catalog()?;
+        for (guest, path) in &self.source.dirs {
+            match &self.source.mount {
+                Some(root) => {
+                    let rel = Path::new(path.trim_start_matches('/'));
+                    if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+                        return Err(
+                            self.invalid(format!("source.dirs '{guest}' = '{path}' must stay inside the mount"))
+                        );
+                    }
+                    inv.dirs.push((guest.clone(), root.join(rel)));
+                }
+                None => inv.famfs_dirs.push((guest.clone(), path.clone())),
+            }
+        }
+        inv.limits = self.limits_over(defaults)?;
+        if self.module.invoke.is_some() {
+            inv.entry = Entry::Handle { input };
+        }
+        Ok(inv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::from_str_at(text, Path::new("/srv/fn/query.toml"))
+    }
+
+    #[test]
+    fn a_full_manifest_resolves_relative_paths() {
+        let m = parse(
+            r#"
+            [module]
+            path = "query.wasm"
+            sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+            invoke = "handle"
+            args = ["-v"]
+            [source]
+            device = "../data/famfs.img"
+            datasets = ["logs"]
+            dirs = { "/data" = "logs" }
+            [limits]
+            timeout = "1.5s"
+            fuel = 1000
+            max_memory = "64M"
+            [env]
+            LOG = "debug"
+            [config]
+            greeting-word = "hi"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(m.module.path, Path::new("/srv/fn/query.wasm"));
+        assert_eq!(m.source.device.as_deref(), Some(Path::new("/srv/fn/../data/famfs.img")));
+        assert!(m.needs_component());
+        let l = m.limits_over(Limits::default()).unwrap();
+        assert_eq!(l.timeout, Some(std::time::Duration::from_millis(1500)));
+        assert_eq!((l.fuel, l.max_memory), (Some(1000), 64 << 20));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let bad = [
+            ("[module]\npath = \"a.wasm\"\ntimeout = \"1s\"\n", "unknown field `timeout`"),
+            ("[module]\npath = \"a.wasm\"\n[limit]\nfuel = 1\n", "unknown field `limit`"),
+            ("[module]\npath = \"a.wasm\"\nsha256 = \"abc\"\n", "not 64 hex digits"),
+            ("[module]\npath = \"a.wasm\"\ninvoke = \"main\"\n", "only \"handle\""),
+            ("[module]\npath = \"a.wasm\"\n[limits]\ntimeout = \"soon\"\n", "limits.timeout"),
+            ("[module]\npath = \"a.wasm\"\n[limits]\nmax_memory = \"lots\"\n", "limits.max_memory"),
+            ("[module]\npath = \"a.wasm\"\n[source]\ndevice = \"x\"\nmount = \"y\"\n", "both device and mount"),
+            ("[module]\npath = \"a.wasm\"\n[source]\ndatasets = [\"/\"]\n", "need source.device or source.mount"),
+            ("[source]\ndevice = \"x\"\n", "missing field `module`"),
+            ("[module\npath = 1", "query.toml"),
+        ];
+        for (text, want) in bad {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+}
