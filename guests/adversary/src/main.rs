@@ -35,7 +35,7 @@ const USAGE: &str = "usage: adversary CASE [ARGS...]
 cases: store NAME | fd-read-into-map NAME WASI_PATH | hostcall-into-map NAME | sum NAME | spin |
        memory-bomb | recurse | bad-maps NAME | forge-handle | double-drop NAME |
        escape NAME_INSIDE | not-granted NAME | grow NAME | list | map-only NAME |
-       realloc-into-map NAME OTHER";
+       realloc-into-map NAME OTHER | hold NAME SECONDS";
 
 fn usage() -> ! {
     eprintln!("{USAGE}");
@@ -105,6 +105,7 @@ fn main() {
         "list" => list(),
         "map-only" => map_only(arg(&args, 1)),
         "realloc-into-map" => realloc_into_map(arg(&args, 1), arg(&args, 2)),
+        "hold" => hold(arg(&args, 1), arg(&args, 2)),
         _ => usage(),
     }
 }
@@ -430,6 +431,17 @@ fn list() {
 }
 
 /// Maps the whole dataset and touches nothing (the map + instantiate benchmark).
+/// Maps NAME, reads every page, prints `ready {sum}`, then keeps the mapping for SECONDS (the
+/// memory benchmarks measure PSS meanwhile).
+fn hold(name: &str, seconds: &str) {
+    let secs: u64 = seconds.parse().unwrap_or_else(|_| usage());
+    let ds = must(name, Dataset::open(name));
+    let m = must(name, ds.map());
+    println!("ready {}", byte_sum(m.as_slice()));
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    black_box(&m);
+}
+
 fn map_only(name: &str) {
     let ds = must(name, Dataset::open(name));
     let m = must(name, ds.map());
