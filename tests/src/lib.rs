@@ -114,6 +114,33 @@ pub fn image_with(dir: &Path, size: u64, files: &[ImageFile<'_>]) -> PathBuf {
     img
 }
 
+/// A big dataset for the benchmarks: `size` pseudo-random bytes written to `dir/plain/data.bin`
+/// (a plain file, for mount sources and WASI) and copied into the famfs image `dir/big.img` as
+/// `data.bin`, without holding it all in memory. Returns (image, plain file).
+pub fn big_dataset(dir: &Path, size: u64) -> (PathBuf, PathBuf) {
+    use std::io::Write;
+    let plain = dir.join("plain/data.bin");
+    std::fs::create_dir_all(plain.parent().unwrap()).unwrap();
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&plain).unwrap());
+    let (mut left, mut seed) = (size as usize, 1);
+    while left > 0 {
+        let chunk = pattern(left.min(8 << 20), seed);
+        w.write_all(&chunk).unwrap();
+        left -= chunk.len();
+        seed += 1;
+    }
+    w.into_inner().unwrap().sync_all().unwrap();
+    let img = dir.join("big.img");
+    let img_size = (size + (64 << 20)).next_multiple_of(2 << 20);
+    famfs::mkfs(&img, &MkfsOptions { size: Some(img_size), ..Default::default() }, &master()).unwrap();
+    let mut wr = Writer::open(&img, &master()).unwrap();
+    let attrs = Attrs { mode: 0o644, uid: 0, gid: 0 };
+    let f = std::fs::File::open(&plain).unwrap();
+    wr.create_file(&RelPath::parse("data.bin").unwrap(), Source::File(&f), size, attrs, Layout::Simple, &mut |_| {})
+        .unwrap();
+    (img, plain)
+}
+
 /// Writes `files` under `dir` (a mount source).
 pub fn mount_with(dir: &Path, files: &[ImageFile<'_>]) -> PathBuf {
     let root = dir.join("mnt");
