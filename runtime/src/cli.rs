@@ -49,6 +49,10 @@ struct Cli {
     /// Print the outcome and metrics as JSON on stdout (the guest's output is captured into it).
     #[arg(long)]
     json: bool,
+    /// Keep compiled guests in DIR (created mode 0700; must not be writable by others) and reuse
+    /// them: later runs skip compilation.
+    #[arg(long, value_name = "DIR", env = "FAMFS_RUN_CACHE")]
+    cache_dir: Option<PathBuf>,
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -182,7 +186,8 @@ fn prepare_manifest(cli: Cli, path: &Path) -> Result<Prepared> {
             );
         }
     }
-    let program = Program::load(&engine, &bytes, manifest.needs_component())?;
+    let cache = cli.cache_dir.as_deref().map(crate::ModuleCache::open).transpose()?;
+    let program = Program::load_cached(&engine, &bytes, manifest.needs_component(), cache.as_ref())?;
     let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut inv = manifest.invocation(Limits { max_memory: cli.max_memory, ..Limits::default() }, input)?;
     inv.args.extend(cli.module.iter().map(|m| m.to_string_lossy().into_owned()).chain(cli.args));
@@ -233,7 +238,8 @@ fn prepare_flags(cli: Cli) -> Result<Prepared> {
         SandboxEngine::new(EngineOptions { fuel: cli.fuel.is_some() }).map_err(|e| anyhow::anyhow!("{e:#}"))?;
     // Core modules that need what only components have are adapted at load time.
     let as_component = matches!(entry, Entry::Handle { .. }) || !famfs_dirs.is_empty();
-    let program = Program::load(&engine, &bytes, as_component)?;
+    let cache = cli.cache_dir.as_deref().map(crate::ModuleCache::open).transpose()?;
+    let program = Program::load_cached(&engine, &bytes, as_component, cache.as_ref())?;
     let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(kind = ?program.kind(), compile_ms, "loaded {}", module.display());
     let argv0 = module.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
