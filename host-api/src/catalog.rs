@@ -177,6 +177,19 @@ impl Catalog {
         Ok(Catalog { source: Arc::new(Source::Mount { dir: Arc::new(dir), root: path.into() }), grants: Vec::new() })
     }
 
+    /// This catalog with the famfs log read again, as famfs clients do, so it sees the files the
+    /// master host added since; grants are kept. Catalogs already handed to running guests are
+    /// unaffected. A mount source sees new files as they appear: it is returned as is.
+    pub fn refreshed(&self) -> Result<Catalog, CatalogError> {
+        match &*self.source {
+            Source::Famfs(fs) => {
+                let fresh = Famfs::open(fs.device().path())?;
+                Ok(Catalog { source: Arc::new(Source::Famfs(Arc::new(fresh))), grants: self.grants.clone() })
+            }
+            _ => Ok(self.clone()),
+        }
+    }
+
     /// The famfs behind this catalog, if it is an image or device.
     pub fn famfs(&self) -> Option<&Arc<Famfs>> {
         match &*self.source {
