@@ -202,9 +202,10 @@ fn handler_round_trip() {
     let o = famfs_run().args(["--invoke", "main", "--input", s(&request), s(&guest("query"))]).output().unwrap();
     assert_eq!(o.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&o.stderr).contains("only `handle`"));
-    // --input without --invoke, and the reverse, are usage errors.
+    // --input without --invoke, and the reverse, are refused.
     let o = famfs_run().args(["--input", s(&request), s(&guest("query"))]).output().unwrap();
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--input goes with --invoke handle"));
     let o = famfs_run().args(["--invoke", "handle", s(&guest("query"))]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     // Started as a command, the handler example says how to invoke it. It exits 2; a component
