@@ -216,3 +216,61 @@ fn handler_round_trip() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--invoke handle"));
 }
+
+/// `--manifest`: a handler manifest with --input; a command manifest with extra arguments; a
+/// manifest with an unknown key or a wrong sha256 is refused, and flags it covers conflict.
+#[test]
+fn manifests_on_the_command_line() {
+    let dir = scratch();
+    let data = text(400_000, 8);
+    let img = image_with(dir.path(), 16 << 20, &[ImageFile { path: "logs/a.log", data: &data, strips: None }]);
+    let query = guest("query");
+    let sha = famfs_runtime::cache::sha256_hex(&std::fs::read(&query).unwrap());
+    let handler = format!(
+        "[module]\npath = {:?}\nsha256 = \"{sha}\"\ninvoke = \"handle\"\n[source]\ndevice = {:?}\ndatasets = [\"logs\"]\n",
+        s(&query),
+        s(&img)
+    );
+    let path = dir.path().join("query.toml");
+    std::fs::write(&path, &handler).unwrap();
+    let req = dir.path().join("req");
+    std::fs::write(&req, "dataset=logs/a.log\ncontains=needle").unwrap();
+    let o = famfs_run().args(["--manifest", s(&path), "--input", s(&req)]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = format!("\"matching_lines\":{}", native::grep(&data, b"needle"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&want));
+    // A command manifest: the positional arguments follow the manifest's.
+    let cmd = dir.path().join("wc.toml");
+    std::fs::write(
+        &cmd,
+        format!(
+            "[module]\npath = {:?}\nargs = [\"--mode\", \"read\"]\n[source]\ndevice = {:?}\ndatasets = [\"/\"]\n",
+            s(&guest("wc")),
+            s(&img)
+        ),
+    )
+    .unwrap();
+    let o = famfs_run().args(["--manifest", s(&cmd), "logs/a.log"]).output().unwrap();
+    let (l, w, b) = native::wc(&data);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{l} {w} {b} logs/a.log\n"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Refusals.
+    std::fs::write(&path, handler.replace("invoke", "invok")).unwrap();
+    let o = famfs_run().args(["--manifest", s(&path)]).output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unknown field `invok`"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::write(&path, handler.replace(&sha, &"a".repeat(64))).unwrap();
+    let o = famfs_run().args(["--manifest", s(&path), "--input", s(&req)]).output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to run it"));
+    let o = famfs_run().args(["--manifest", s(&cmd), "--device", s(&img)]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}

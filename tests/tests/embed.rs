@@ -1,0 +1,184 @@
+//! The embedding API as a platform uses it: one `Runtime`, concurrent async invocations, limits,
+//! cancellation, the on-disk cache of compiled guests, manifests.
+
+use famfs_run_tests::{Flavor, ImageFile, guest_for, image_with, native, scratch, text};
+use famfs_runtime::{Cancel, Entry, Limits, Manifest, RunError, Runtime};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn tokio() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn bytes(name: &str, flavor: Flavor) -> Vec<u8> {
+    std::fs::read(guest_for(name, flavor)).unwrap()
+}
+
+/// Many handler invocations at once, with a concurrency limit of 3: every reply is right and
+/// never more than 3 run at the same time.
+#[test]
+fn concurrent_handler_invocations() {
+    let dir = scratch();
+    let data = text(1 << 20, 3);
+    let img = image_with(dir.path(), 32 << 20, &[ImageFile { path: "t.txt", data: &data, strips: None }]);
+    let runtime = Runtime::builder().max_concurrency(3).build().unwrap();
+    let program = runtime.load(&bytes("query", Flavor::Component), false).unwrap();
+    // Loading the same bytes again is the same program.
+    assert!(Arc::ptr_eq(&program, &runtime.load(&bytes("query", Flavor::Component), false).unwrap()));
+    let want_lines = native::wc(&data).0 + u64::from(data.last() != Some(&b'\n'));
+    let rt = tokio();
+    let replies = rt.block_on(async {
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (runtime, program) = (runtime.clone(), program.clone());
+                let mut inv = runtime.invocation("query");
+                let mut catalog = famfs_host_api::Catalog::open_device(&img).unwrap();
+                catalog.grant("/").unwrap();
+                inv.catalog = catalog;
+                inv.entry = Entry::Handle { input: b"dataset=t.txt".to_vec() };
+                tokio::spawn(async move {
+                    let out = runtime.invoke(&program, inv).await;
+                    assert!(runtime.available_slots() <= 3);
+                    out
+                })
+            })
+            .collect();
+        let mut replies = Vec::new();
+        for t in tasks {
+            replies.push(t.await.unwrap());
+        }
+        replies
+    });
+    for out in replies {
+        let reply = String::from_utf8(out.reply.expect("a reply")).unwrap();
+        assert!(reply.contains(&format!("\"lines\":{want_lines}")), "{reply}");
+    }
+    assert_eq!(runtime.available_slots(), 3);
+}
+
+/// Dropping the invoke future interrupts the guest; an explicit Cancel does too; a timeout is
+/// a timeout. The runtime keeps serving afterwards.
+#[test]
+fn cancellation_and_timeouts() {
+    let runtime = Runtime::new().unwrap();
+    let spin = runtime.load(&bytes("adversary", Flavor::Core), false).unwrap();
+    let rt = tokio();
+    rt.block_on(async {
+        // Dropped after 200 ms: the blocking thread must come back (the slot is returned).
+        let mut inv = runtime.invocation("adversary");
+        inv.args = vec!["spin".into()];
+        let slots = runtime.available_slots();
+        let t = Instant::now();
+        assert!(tokio::time::timeout(Duration::from_millis(200), runtime.invoke(&spin, inv)).await.is_err());
+        while runtime.available_slots() < slots {
+            assert!(t.elapsed() < Duration::from_secs(10), "the cancelled guest kept running");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // An explicit cancel from another task.
+        let cancel = Cancel::new();
+        let mut inv = runtime.invocation("adversary");
+        inv.args = vec!["spin".into()];
+        inv.cancel = Some(cancel.clone());
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c2.cancel();
+        });
+        let out = runtime.invoke(&spin, inv).await;
+        assert!(matches!(out.result, Err(RunError::Cancelled)), "{:?}", out.result);
+        // A timeout.
+        let mut inv = runtime.invocation("adversary");
+        inv.args = vec!["spin".into()];
+        inv.limits = Limits { timeout: Some(Duration::from_millis(150)), ..Limits::default() };
+        let out = runtime.invoke(&spin, inv).await;
+        assert!(matches!(out.result, Err(RunError::Timeout { limit_ms: 150 })), "{:?}", out.result);
+        // Still serving.
+        let mut inv = runtime.invocation("adversary");
+        inv.args = vec!["list".into()];
+        assert_eq!(runtime.invoke(&spin, inv).await.result.unwrap(), 0);
+    });
+}
+
+/// Compiled guests are kept on disk: a second runtime takes them from there; a damaged or
+/// foreign entry is recompiled, never run.
+#[test]
+fn disk_cache_of_compiled_guests() {
+    let dir = scratch();
+    let cache = dir.path().join("cache");
+    let wc = bytes("wc", Flavor::Component);
+    let run_wc = |runtime: &Runtime| {
+        let program = runtime.load(&wc, false).unwrap();
+        let out = program.run(runtime.engine(), runtime.invocation("wc"));
+        // No arguments: wc prints its usage and fails (a component exits 1); it ran.
+        assert_eq!(out.result.unwrap(), 1);
+    };
+    run_wc(&Runtime::builder().cache_dir(&cache).build().unwrap());
+    let entries = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some()).collect()
+    };
+    let files = entries();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with(&famfs_runtime::cache::sha256_hex(&wc)), "{name}");
+    let good = std::fs::read(&files[0]).unwrap();
+    // Taken from the cache: the entry is read, not written again (same inode).
+    let inode = |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&files[0]);
+    run_wc(&Runtime::builder().cache_dir(&cache).build().unwrap());
+    assert_eq!(inode(&files[0]), before, "a cache hit does not rewrite the entry");
+    // A damaged entry (a flipped byte): discarded, recompiled, rewritten.
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    std::fs::write(&files[0], &bad).unwrap();
+    run_wc(&Runtime::builder().cache_dir(&cache).build().unwrap());
+    assert_eq!(std::fs::read(&files[0]).unwrap().len(), good.len(), "rewritten");
+    assert_ne!(std::fs::read(&files[0]).unwrap(), bad);
+    // A foreign entry with a valid checksum (not a wasmtime artifact): wasmtime refuses it.
+    let junk = b"not machine code".to_vec();
+    let mut forged = b"FAMFSRC1".to_vec();
+    forged.extend_from_slice(&<sha2::Sha256 as sha2::Digest>::digest(&junk));
+    forged.extend_from_slice(&junk);
+    std::fs::write(&files[0], &forged).unwrap();
+    run_wc(&Runtime::builder().cache_dir(&cache).build().unwrap());
+    assert_ne!(std::fs::read(&files[0]).unwrap(), forged, "recompiled and rewritten");
+    // A cache directory others can write is refused.
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let e = Runtime::builder().cache_dir(&open).build().err().expect("refused");
+    assert!(e.to_string().contains("writable by group or others"), "{e}");
+}
+
+/// A manifest drives a load and an invocation; a wrong sha256 is refused.
+#[test]
+fn manifests_in_the_library() {
+    let dir = scratch();
+    let data = text(300_000, 4);
+    image_with(dir.path(), 16 << 20, &[ImageFile { path: "logs/a.log", data: &data, strips: None }]);
+    let query = guest_for("query", Flavor::Core);
+    let sha = famfs_runtime::cache::sha256_hex(&std::fs::read(&query).unwrap());
+    let text = format!(
+        "[module]\npath = {:?}\nsha256 = \"{sha}\"\ninvoke = \"handle\"\n[source]\ndevice = \"data.img\"\ndatasets = [\"logs\"]\n[limits]\ntimeout = \"20s\"\n[config]\nmode = \"x\"\n",
+        query.to_str().unwrap()
+    );
+    let path = dir.path().join("fn.toml");
+    std::fs::write(&path, &text).unwrap();
+    let m = Manifest::from_file(&path).unwrap();
+    let runtime = Runtime::new().unwrap();
+    let program = m.load(&runtime).unwrap();
+    assert_eq!(program.kind(), famfs_runtime::ProgramKind::AdaptedModule);
+    let inv = m.invocation(runtime.limits(), b"dataset=logs/a.log\ncontains=needle".to_vec()).unwrap();
+    assert!(inv.env.contains(&("FAMFS_CONFIG_MODE".into(), "x".into())));
+    let out = tokio().block_on(runtime.invoke(&program, inv));
+    let reply = String::from_utf8(out.reply.expect("reply")).unwrap();
+    assert!(reply.contains(&format!("\"matching_lines\":{}", native::grep(&data, b"needle"))), "{reply}");
+    // Not granted: the handler's error says so.
+    let inv = m.invocation(runtime.limits(), b"dataset=other".to_vec()).unwrap();
+    let out = tokio().block_on(runtime.invoke(&program, inv));
+    assert!(matches!(&out.result, Err(RunError::Handler { message }) if message.contains("other")), "{:?}", out.result);
+    // A wrong sha256.
+    std::fs::write(&path, text.replace(&sha, &"0".repeat(64))).unwrap();
+    let e = Manifest::from_file(&path).unwrap().load(&runtime).err().expect("refused");
+    assert!(e.to_string().contains("refusing to run it"), "{e}");
+}
