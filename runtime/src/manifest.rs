@@ -160,6 +160,21 @@ impl Manifest {
     }
 
     /// Parses `text` as if read from `path` (relative paths resolve against its directory).
+    ///
+    /// ```
+    /// use famfs_runtime::Manifest;
+    /// use std::path::Path;
+    ///
+    /// let m = Manifest::from_str_at(
+    ///     "[module]\npath = \"query.wasm\"\ninvoke = \"handle\"\n[limits]\ntimeout = \"2s\"\n",
+    ///     Path::new("/srv/functions/query.toml"),
+    /// )?;
+    /// assert_eq!(m.module.path, Path::new("/srv/functions/query.wasm"));
+    /// assert!(m.needs_component());
+    /// let limits = m.limits_over(famfs_runtime::Limits::default())?;
+    /// assert_eq!(limits.timeout, Some(std::time::Duration::from_secs(2)));
+    /// # Ok::<(), famfs_runtime::ManifestError>(())
+    /// ```
     pub fn from_str_at(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
         let mut m: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
             path: path.to_path_buf(),

@@ -51,6 +51,19 @@ impl Program {
     /// its `famfs:dataset` imports come from the `component-type` sections wit-bindgen embeds.
     /// Components need that for WASI files read from a famfs image (`--dir` with `--device`)
     /// and for the handler world (`--invoke`).
+    ///
+    /// ```
+    /// use famfs_runtime::{EngineOptions, Invocation, Program, ProgramKind, SandboxEngine};
+    ///
+    /// let engine = SandboxEngine::new(EngineOptions::default())?;
+    /// // The smallest command: a core module whose `_start` returns.
+    /// let module = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a\x04\x01\x02\0\x0b";
+    /// let program = Program::load(&engine, module, false)?;
+    /// assert_eq!(program.kind(), ProgramKind::CoreModule);
+    /// let outcome = program.run(&engine, Invocation::new("hello"));
+    /// assert_eq!(outcome.result?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load(engine: &SandboxEngine, bytes: &[u8], as_component: bool) -> Result<Program, RunError> {
         Program::load_cached(engine, bytes, as_component, None)
     }

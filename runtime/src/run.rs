@@ -182,6 +182,17 @@ impl Invocation {
 }
 
 /// A cancellation flag shared between an invocation and whoever may cancel it; cheap to clone.
+///
+/// ```
+/// use famfs_runtime::Cancel;
+///
+/// let all = Cancel::new();
+/// let one = all.child();
+/// one.cancel();
+/// assert!(one.is_cancelled() && !all.is_cancelled());
+/// all.cancel();
+/// assert!(all.child().is_cancelled());
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Cancel(std::sync::Arc<CancelInner>);
 
