@@ -6,6 +6,7 @@
 use crate::engine::SandboxEngine;
 use crate::limits::Limiter;
 use crate::run::{self, Entry, Invocation, Metrics, Outcome, Pipes, Ran, RunError};
+use crate::wasi_fs::{FamfsDirs, WasiFamfsView};
 use famfs_host_api::component::{ComponentHost, ComponentView, HandlerPre};
 use famfs_host_api::guest_memory;
 use std::sync::OnceLock;
@@ -21,6 +22,13 @@ pub struct ComponentState {
     table: ResourceTable,
     host: ComponentHost,
     limiter: Limiter,
+    famfs_dirs: Option<FamfsDirs>,
+}
+
+impl WasiFamfsView for ComponentState {
+    fn famfs_dirs(&self) -> Option<&FamfsDirs> {
+        self.famfs_dirs.as_ref()
+    }
 }
 
 impl WasiView for ComponentState {
@@ -39,18 +47,28 @@ impl ComponentView for ComponentState {
 /// preopens, and against the same with `wasi:filesystem` served from the famfs image instead.
 pub(crate) struct ComponentProgram {
     component: Component,
+    /// Linked with wasmtime-wasi's file system (host-directory preopens).
     host_dirs: OnceLock<Result<InstancePre<ComponentState>, RunError>>,
+    /// Linked with the famfs file system ([`crate::wasi_fs`]).
+    famfs_dirs: OnceLock<Result<InstancePre<ComponentState>, RunError>>,
 }
 
 impl ComponentProgram {
-    pub(crate) fn new(_engine: &SandboxEngine, component: Component) -> wasmtime::Result<ComponentProgram> {
-        Ok(ComponentProgram { component, host_dirs: OnceLock::new() })
+    pub(crate) fn new(component: Component) -> ComponentProgram {
+        ComponentProgram { component, host_dirs: OnceLock::new(), famfs_dirs: OnceLock::new() }
     }
 
-    fn link(engine: &SandboxEngine, component: &Component) -> Result<InstancePre<ComponentState>, RunError> {
+    fn link(
+        engine: &SandboxEngine,
+        component: &Component,
+        famfs_fs: bool,
+    ) -> Result<InstancePre<ComponentState>, RunError> {
         let setup = |e: wasmtime::Error| RunError::Setup { message: format!("{e:#}") };
         let mut linker = Linker::new(engine.component_engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+        if famfs_fs {
+            crate::wasi_fs::add_to_linker(&mut linker).map_err(setup)?;
+        }
         // SAFETY: the component engine keeps memories in place, uses no pooling allocator and
         // makes its memories with TrackingMemoryCreator; `run` captures them at instantiation
         // and hands them to the ComponentHost (add_to_linker's contract).
@@ -58,12 +76,23 @@ impl ComponentProgram {
         linker.instantiate_pre(component).map_err(|e| RunError::Link { message: format!("{e:#}") })
     }
 
-    fn pre(&self, engine: &SandboxEngine, inv: &Invocation) -> Result<&InstancePre<ComponentState>, RunError> {
-        if !inv.famfs_dirs.is_empty() {
-            return Err(RunError::Setup { message: "WASI directories from a famfs image are not wired yet".into() });
-        }
-        self.host_dirs.get_or_init(|| Self::link(engine, &self.component)).as_ref().map_err(Clone::clone)
+    fn pre(&self, engine: &SandboxEngine, famfs_fs: bool) -> Result<&InstancePre<ComponentState>, RunError> {
+        let cell = if famfs_fs { &self.famfs_dirs } else { &self.host_dirs };
+        cell.get_or_init(|| Self::link(engine, &self.component, famfs_fs)).as_ref().map_err(Clone::clone)
     }
+}
+
+/// The famfs directories an invocation asks for, checked against its catalog's famfs.
+fn famfs_dirs(inv: &Invocation) -> Result<Option<FamfsDirs>, RunError> {
+    if inv.famfs_dirs.is_empty() {
+        return Ok(None);
+    }
+    let Some(fs) = inv.catalog.famfs() else {
+        return Err(RunError::Setup {
+            message: "WASI directories served from famfs need a famfs image or dax device source (--device)".into(),
+        });
+    };
+    FamfsDirs::new(fs.clone(), &inv.famfs_dirs).map(Some).map_err(|e| RunError::Setup { message: e.to_string() })
 }
 
 /// Runs the component once, in a fresh store.
@@ -91,7 +120,8 @@ fn run_inner(
     pipes: Option<&Pipes>,
     metrics: &mut Metrics,
 ) -> Ran {
-    let pre = program.pre(engine, inv)?.clone();
+    let famfs_dirs = famfs_dirs(inv)?;
+    let pre = program.pre(engine, famfs_dirs.is_some())?.clone();
     let component = &program.component;
     let wasi = run::wasi_builder(inv, pipes)?.build();
     let state = ComponentState {
@@ -99,6 +129,7 @@ fn run_inner(
         table: ResourceTable::new(),
         host: ComponentHost::new(inv.catalog.clone()),
         limiter: Limiter::new(&inv.limits),
+        famfs_dirs,
     };
     let mut store = Store::new(engine.component_engine(), state);
     store.limiter(|s| &mut s.limiter);

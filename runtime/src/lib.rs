@@ -15,6 +15,7 @@ pub mod limits;
 pub mod manifest;
 pub mod program;
 pub mod run;
+pub mod wasi_fs;
 
 pub use cache::{CacheError, ModuleCache};
 pub use component_run::ComponentState;

@@ -110,7 +110,7 @@ impl Program {
                 // SAFETY: see `compile_cached`: the artifact is one this runtime serialized.
                 |e, a| unsafe { Component::deserialize(e, a) },
             )?;
-            Inner::Component(ComponentProgram::new(engine, component).map_err(setup)?)
+            Inner::Component(ComponentProgram::new(component))
         };
         Ok(Program { kind, sha256, inner })
     }
