@@ -108,7 +108,7 @@ fn fuel_budgets_are_enforced_and_reported() {
 }
 
 #[test]
-fn wasi_directories_from_a_mount() {
+fn wasi_directories_from_a_mount_and_from_an_image() {
     let dir = scratch();
     let mnt = dir.path().join("mnt");
     std::fs::create_dir_all(mnt.join("logs")).unwrap();
@@ -126,9 +126,19 @@ fn wasi_directories_from_a_mount() {
     let o = famfs_run().args(["--mount", s(&mnt), "--dir", "/data=../..", s(&wc), "x"]).output().unwrap();
     assert_eq!(o.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&o.stderr).contains("must stay inside the mount"));
-    let img = image_with(dir.path(), 16 << 20, &[ImageFile { path: "a", data: b"x", strips: None }]);
-    let o = famfs_run().args(["--device", s(&img), "--dir", "/data=/", s(&wc), "x"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--dir needs --mount for now"));
+    // With --device, PATH is a famfs directory served from the image: the core module is turned
+    // into a component for it.
+    let img = image_with(dir.path(), 16 << 20, &[ImageFile { path: "logs/a.log", data: &data, strips: None }]);
+    let o = famfs_run()
+        .args(["--json", "--device", s(&img), "--dir", "/data=logs", s(&wc), "--mode", "wasi", "/data/a.log"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kind"], "adapted-module");
+    assert_eq!(v["stdout"], format!("{l} {w} {b} /data/a.log\n"));
+    let o = famfs_run().args(["--device", s(&img), "--dir", "/data=nope", s(&wc), "x"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--dir /data=nope"), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
