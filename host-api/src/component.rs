@@ -47,12 +47,28 @@ pub struct ComponentHost {
     table: ResourceTable,
     mapper: Mapper,
     memories: Vec<GuestMemory>,
+    /// Largest `read` served: the guest's memory limit (the list must fit in its memory).
+    max_read: u64,
 }
 
 impl ComponentHost {
     /// A guest's view of `catalog`, nothing open yet and no memory known.
     pub fn new(catalog: Catalog) -> ComponentHost {
-        ComponentHost { catalog, table: ResourceTable::new(), mapper: Mapper::new(), memories: Vec::new() }
+        ComponentHost {
+            catalog,
+            table: ResourceTable::new(),
+            mapper: Mapper::new(),
+            memories: Vec::new(),
+            max_read: u64::from(u32::MAX),
+        }
+    }
+
+    /// Refuses (`no-address-space`) `read` requests longer than `limit` bytes before any host
+    /// buffer is allocated; the runtime passes the guest's memory limit, which such a list could
+    /// not fit in anyway.
+    pub fn with_read_limit(mut self, limit: u64) -> ComponentHost {
+        self.max_read = limit;
+        self
     }
 
     /// Tells the host which memories instantiation created
@@ -159,8 +175,12 @@ impl catalog::HostDataset for &mut ComponentHost {
             return Ok(Err(types::ErrorCode::InvalidArgument));
         }
         // A host buffer here: wasmtime copies it into memory from the guest's `cabi_realloc`.
-        // Its size is bounded by the request and the dataset.
-        let n = u64::from(len).min(d.len() - offset) as usize;
+        // Its size is bounded by the request, the dataset and the guest's memory limit.
+        let n = u64::from(len).min(d.len() - offset);
+        if n > self.max_read {
+            return Ok(Err(types::ErrorCode::NoAddressSpace));
+        }
+        let n = n as usize;
         let mut buf = vec![0u8; n];
         Ok(match d.read_at(offset, &mut buf) {
             Ok(got) => {

@@ -34,6 +34,8 @@ pub struct DatasetHost {
     /// Mapping handle → guest address of the mapping.
     mappings: HandleTable<u32>,
     mapper: Mapper,
+    /// Largest `read` served (the guest's memory limit).
+    max_read: u64,
 }
 
 impl DatasetHost {
@@ -44,7 +46,15 @@ impl DatasetHost {
             datasets: HandleTable::default(),
             mappings: HandleTable::default(),
             mapper: Mapper::new(),
+            max_read: u64::from(u32::MAX),
         }
+    }
+
+    /// Answers `read` requests longer than `limit` bytes with `no-address-space`, as the
+    /// component path does; the runtime passes the guest's memory limit.
+    pub fn with_read_limit(mut self, limit: u64) -> DatasetHost {
+        self.max_read = limit;
+        self
     }
 
     /// The mapper (metrics, faults).
@@ -200,7 +210,13 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
                 out[4] = ErrorCode::InvalidArgument as u8;
                 return write(&mut c, &mem, ret, &out, 4);
             }
-            let n = u64::from(len).min(d.len() - offset) as u32;
+            let n = u64::from(len).min(d.len() - offset);
+            if n > c.data_mut().dataset_host().max_read {
+                out[0] = 1;
+                out[4] = ErrorCode::NoAddressSpace as u8;
+                return write(&mut c, &mem, ret, &out, 4);
+            }
+            let n = n as u32;
             let ptr = realloc(&mut c, &mem, 1, n)?;
             // Read straight into guest memory: no host buffer, and the guest's memory limit
             // bounds the size. A private dataset mapping there takes the write harmlessly.

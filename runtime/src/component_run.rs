@@ -127,7 +127,7 @@ fn run_inner(
     let state = ComponentState {
         wasi,
         table: ResourceTable::new(),
-        host: ComponentHost::new(inv.catalog.clone()),
+        host: ComponentHost::new(inv.catalog.clone()).with_read_limit(inv.limits.max_memory),
         limiter: Limiter::new(&inv.limits),
         famfs_dirs,
     };

@@ -52,7 +52,11 @@ fn run_inner(
         return Err(RunError::NeedsComponent { needs: "WASI directories served from a famfs image".into() });
     }
     let wasi = run::wasi_builder(inv, pipes)?.build_p1();
-    let state = CoreState { wasi, datasets: DatasetHost::new(inv.catalog.clone()), limiter: Limiter::new(&inv.limits) };
+    let state = CoreState {
+        wasi,
+        datasets: DatasetHost::new(inv.catalog.clone()).with_read_limit(inv.limits.max_memory),
+        limiter: Limiter::new(&inv.limits),
+    };
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|h| &mut h.limiter);
     run::limit_store(&mut store, engine, inv)?;

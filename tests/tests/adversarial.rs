@@ -376,3 +376,21 @@ fn realloc_into_a_mapping_as(flavor: Flavor) {
         assert_eq!(r.ok().trim(), "realloc-into-map landed=true rest=true len=65536", "{flavor:?}");
     });
 }
+
+/// Case 14: a copying read longer than the guest's memory limit is refused before the host
+/// allocates anything for it.
+#[test]
+fn reads_beyond_the_memory_limit_are_refused() {
+    for flavor in Flavor::ALL {
+        reads_beyond_the_memory_limit_are_refused_as(flavor);
+    }
+}
+
+fn reads_beyond_the_memory_limit_are_refused_as(flavor: Flavor) {
+    let s = setup();
+    let limits = Limits { max_memory: 2 << 20, ..Limits::default() };
+    let r = run_with(flavor, &["big-read", NAME, "3000000"], catalog_device(&s.img, &["/"]), &[], limits);
+    assert_eq!(r.ok().trim(), "big-read no-address-space", "{flavor:?}");
+    let r = run(flavor, &["big-read", NAME, "3000000"], catalog_device(&s.img, &["/"]));
+    assert_eq!(r.ok().trim(), "big-read ok", "{flavor:?}");
+}

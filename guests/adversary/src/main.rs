@@ -35,7 +35,7 @@ const USAGE: &str = "usage: adversary CASE [ARGS...]
 cases: store NAME | fd-read-into-map NAME WASI_PATH | hostcall-into-map NAME | sum NAME | spin |
        memory-bomb | recurse | bad-maps NAME | forge-handle | double-drop NAME |
        escape NAME_INSIDE | not-granted NAME | grow NAME | list | map-only NAME |
-       realloc-into-map NAME OTHER | hold NAME SECONDS";
+       realloc-into-map NAME OTHER | hold NAME SECONDS | big-read NAME LEN";
 
 fn usage() -> ! {
     eprintln!("{USAGE}");
@@ -106,6 +106,7 @@ fn main() {
         "map-only" => map_only(arg(&args, 1)),
         "realloc-into-map" => realloc_into_map(arg(&args, 1), arg(&args, 2)),
         "hold" => hold(arg(&args, 1), arg(&args, 2)),
+        "big-read" => big_read(arg(&args, 1), arg(&args, 2)),
         _ => usage(),
     }
 }
@@ -440,6 +441,14 @@ fn hold(name: &str, seconds: &str) {
     println!("ready {}", byte_sum(m.as_slice()));
     std::thread::sleep(std::time::Duration::from_secs(secs));
     black_box(&m);
+}
+
+/// Asks for LEN bytes at once through the copying `read`: `big-read {outcome}`.
+fn big_read(name: &str, len: &str) {
+    let len: usize = len.parse().unwrap_or_else(|_| usage());
+    let ds = must(name, Dataset::open(name));
+    let r = ds.read(0, len);
+    println!("big-read {}", outcome(&r));
 }
 
 fn map_only(name: &str) {
