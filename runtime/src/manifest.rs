@@ -182,10 +182,10 @@ impl Manifest {
         })?;
         m.file = path.to_path_buf();
         let base = path.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
-        m.module.path = resolve(&m.module.path);
-        m.source.device = m.source.device.as_deref().map(resolve);
-        m.source.mount = m.source.mount.as_deref().map(resolve);
+        // `join` keeps an absolute path as it is.
+        m.module.path = base.join(&m.module.path);
+        m.source.device = m.source.device.as_deref().map(|p| base.join(p));
+        m.source.mount = m.source.mount.as_deref().map(|p| base.join(p));
         m.check()?;
         Ok(m)
     }

@@ -6,8 +6,9 @@
 //! one run, the same core modules instantiated on the core engine (wasmtime's memories,
 //! copy-on-write images) and on the component engine (the memory creator):
 //! - a module with one 1 MiB data segment (the cost DESIGN §5 item 3 asks about);
-//! - the `wc` example guest (a typical Rust guest);
-//! and, for scale, a full component invocation of `wc` (instantiation as the runner reports it).
+//! - the `wc` example guest (a typical Rust guest).
+//!
+//! And, for scale, a full component invocation of `wc` (instantiation as the runner reports it).
 //!
 //! `FAMFS_BENCH_RUNS` sets the repetitions (default 200).
 
