@@ -300,16 +300,29 @@ impl Device {
         }
     }
 
-    /// Takes the single-writer lock: an exclusive, non-blocking `flock` on the device, released
-    /// when the device is closed (also when the process dies).
+    /// Takes the single-writer lock: an exclusive `flock` on the device, released when the
+    /// device is closed (also when the process dies). Waits up to 2 s for a lock held elsewhere,
+    /// then fails with [`DeviceError::Locked`].
     pub fn lock_exclusive(&self) -> Result<(), DeviceError> {
-        match rustix::fs::flock(&self.file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(()),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(DeviceError::Locked { path: self.path.clone() }),
-            Err(e) => Err(self.io_err("lock", 0)(e.into())),
+        // A lock held elsewhere may be about to go: another writer finishing, or a child process
+        // that a thread of this program forked while it held a descriptor of this device (the
+        // child shares the lock until it execs). Retry for a while before saying "locked".
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match rustix::fs::flock(&self.file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(()),
+                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => return Err(DeviceError::Locked { path: self.path.clone() }),
+                Err(e) => return Err(self.io_err("lock", 0)(e.into())),
+            }
         }
     }
 }
+
+/// How long [`Device::lock_exclusive`] waits for a lock held elsewhere.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Size of dax device `major:minor` from `<sysfs>/dev/char/MAJ:MIN/size`, after checking the
 /// device belongs to the dax subsystem.
