@@ -86,7 +86,7 @@ fn pandas(path: &Path, key: &str, value: &str, runs: usize) -> (f64, f64, u64) {
 /// The sum of the count column of a CSV result.
 fn total_count(csv: &str) -> u64 {
     // Fields after the key; the key may be quoted and hold commas, so count from the right.
-    csv.lines().skip(1).map(|l| l.rsplitn(6, ',').nth(4).unwrap().parse::<u64>().unwrap()).sum()
+    csv.lines().skip(1).map(|l| l.rsplit(',').nth(4).unwrap().parse::<u64>().unwrap()).sum()
 }
 
 fn main() {
