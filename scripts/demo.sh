@@ -40,7 +40,7 @@ echo "== famfs-run --device $img --dataset / arrow-agg.wasm dataset/sensors/read
 echo "   (group by site: count, sum, mean, min, max of celsius; the file is mapped, not copied)"
 "$run" --device "$img" --dataset / "$guests/arrow-agg.wasm" dataset/sensors/readings.arrow site celsius
 if python3 -c 'import pandas, pyarrow' >/dev/null 2>&1; then
-    echo "== the same group-by in pandas, on the source file"
+    echo "== the same group-by in pandas, on the source file (pandas sums with compensation: last digits may differ)"
     python3 -c 'import sys, pandas as pd
 df = pd.read_feather(sys.argv[1], columns=["site", "celsius"])
 print(df.groupby("site", dropna=False)["celsius"].agg(["count", "sum", "mean", "min", "max"]).to_csv(), end="")' \

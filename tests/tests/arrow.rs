@@ -506,7 +506,8 @@ fn bad_files_fail_cleanly() {
     let footer_len = i32::from_le_bytes(good[n - 10..n - 6].try_into().unwrap()) as usize;
     let footer_start = n - 10 - footer_len;
     let footer = arrow_ipc::root_as_footer(&good[footer_start..n - 10]).unwrap();
-    let mut meta_ranges = Vec::from([footer_start..n - 10]);
+    let mut meta_ranges = Vec::new();
+    meta_ranges.push(footer_start..n - 10);
     for b in footer.recordBatches().unwrap().iter().chain(footer.dictionaries().unwrap().iter()) {
         meta_ranges.push(b.offset() as usize..b.offset() as usize + b.metaDataLength() as usize);
     }
