@@ -70,12 +70,19 @@
 //! (`copy_from_slice`, `to_vec`, which compile to `memory.copy`) trap. Copy small pieces of such
 //! a mapping with [`copy_with_loads`].
 //!
+//! # Arrow files
+//!
+//! With the `arrow` feature, `arrow::ArrowFile` reads an Arrow IPC file (Feather v2) as
+//! arrow-rs record batches whose column buffers are the mapped dataset bytes, window by window.
+//!
 //! # Raw bindings
 //!
 //! [`raw`] re-exports what `wit-bindgen` generates from the WIT, for code that needs the
 //! imports themselves.
 #![deny(missing_docs)]
 
+#[cfg(feature = "arrow")]
+pub mod arrow;
 mod pool;
 
 use pool::{PAGE, Reservation};

@@ -54,7 +54,7 @@ pub fn usage(program: &str, positional: &str) -> ! {
 }
 
 /// `123`, or with a K/M/G suffix (powers of 1024).
-fn parse_size(s: &str) -> Option<u64> {
+pub fn parse_size(s: &str) -> Option<u64> {
     let (digits, shift) = match s.as_bytes().last()? {
         b'k' | b'K' => (&s[..s.len() - 1], 10),
         b'm' | b'M' => (&s[..s.len() - 1], 20),
