@@ -1,0 +1,43 @@
+//! `handler-probe`: a handler that misbehaves on request, for the tests of hosts that serve
+//! handlers (famfs-serve). Requests:
+//! - `echo:BYTES`: replies BYTES;
+//! - `len:NAME`: replies the dataset's length;
+//! - `error:MESSAGE`: returns the error MESSAGE;
+//! - `spin`: loops forever (a timeout must stop it);
+//! - `trap`: executes `unreachable`;
+//! - `grow`: allocates until the memory limit stops it.
+
+use std::hint::black_box;
+
+struct Probe;
+
+impl famfs_guest_handler::Guest for Probe {
+    fn handle(input: Vec<u8>) -> Result<Vec<u8>, String> {
+        if let Some(rest) = input.strip_prefix(b"echo:") {
+            return Ok(rest.to_vec());
+        }
+        if let Some(name) = input.strip_prefix(b"len:") {
+            let name = String::from_utf8_lossy(name).into_owned();
+            let ds = famfs_guest::Dataset::open(&name).map_err(|e| format!("{name}: {e}"))?;
+            return Ok(ds.len().to_string().into_bytes());
+        }
+        if let Some(message) = input.strip_prefix(b"error:") {
+            return Err(String::from_utf8_lossy(message).into_owned());
+        }
+        match input.as_slice() {
+            b"spin" => loop {
+                black_box(&input);
+            },
+            b"trap" => std::process::abort(),
+            b"grow" => {
+                let mut kept = Vec::new();
+                loop {
+                    kept.push(black_box(vec![1u8; 16 << 20]));
+                }
+            }
+            _ => Err(format!("unknown request {:?}", String::from_utf8_lossy(&input))),
+        }
+    }
+}
+
+famfs_guest_handler::export!(Probe);
