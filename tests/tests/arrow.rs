@@ -10,7 +10,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
-use famfs_run_tests::harness::{Run, catalog_device, catalog_mount, run, run_with};
+use famfs_run_tests::Flavor;
+use famfs_run_tests::harness::{Run, catalog_device, catalog_mount, run, run_flavor, run_with};
 use famfs_run_tests::{ImageFile, image_with, mount_with, scratch};
 use famfs_runtime::Limits;
 use serde_json::Value;
@@ -229,6 +230,22 @@ fn group_by_equals_the_hosts_for_every_key_and_value_type() {
         for (label, catalog, name) in sources {
             let r = agg(catalog, &["--format", "json", name, key, value]);
             assert_equals_host(&format!("{label} {key}/{value}"), r.ok(), &want);
+        }
+    }
+}
+
+/// arrow-agg built for wasm32-wasip2 (a component) and adapted from wasm32-wasip1 gives the same
+/// aggregates, zero-copy.
+#[test]
+fn arrow_agg_as_a_component() {
+    let f = fixture();
+    let want = host_groupby(&f.batches, "site", "count");
+    for flavor in [Flavor::Component, Flavor::Adapted] {
+        for window in ["64M", "1M"] {
+            let args = ["--format", "json", "--window", window, "data/sensors.arrow", "site", "count"];
+            let r = run_flavor(flavor, "arrow-agg", &args, catalog_device(&f.img, &["/"]), &[], Default::default());
+            assert_equals_host(&format!("{flavor:?} --window {window}"), r.ok(), &want);
+            assert!(r.outcome.metrics.bytes_mapped >= f.len, "{flavor:?}: zero-copy");
         }
     }
 }

@@ -182,3 +182,29 @@ fn manifests_in_the_library() {
     let e = Manifest::from_file(&path).unwrap().load(&runtime).err().expect("refused");
     assert!(e.to_string().contains("refusing to run it"), "{e}");
 }
+
+/// sum-handler, a handler built as a library (a reactor module for wasm32-wasip1, a component
+/// exporting only `handle` for wasm32-wasip2): zero-copy and copied-in input give the same sum.
+#[test]
+fn sum_handler_in_every_build() {
+    let dir = scratch();
+    let data = famfs_run_tests::pattern((3 << 20) + 5, 8);
+    let img = image_with(dir.path(), 32 << 20, &[ImageFile { path: "d.bin", data: &data, strips: None }]);
+    let mut padded = data.clone();
+    padded.resize(data.len().next_multiple_of(8), 0);
+    let want: u64 = padded.chunks(8).map(|w| u64::from_le_bytes(w.try_into().unwrap())).fold(0, u64::wrapping_add);
+    let runtime = Runtime::new().unwrap();
+    let rt = tokio();
+    for flavor in [Flavor::Component, Flavor::Adapted] {
+        let program = runtime.load(&bytes("sum_handler", flavor), flavor == Flavor::Adapted).unwrap();
+        for input in [b"map:d.bin".to_vec(), data.clone()] {
+            let mut inv = runtime.invocation("sum-handler");
+            let mut catalog = famfs_host_api::Catalog::open_device(&img).unwrap();
+            catalog.grant("/").unwrap();
+            inv.catalog = catalog;
+            inv.entry = Entry::Handle { input };
+            let out = rt.block_on(runtime.invoke(&program, inv));
+            assert_eq!(String::from_utf8(out.reply.expect("a reply")).unwrap(), want.to_string(), "{flavor:?}");
+        }
+    }
+}
