@@ -1,11 +1,12 @@
 //! The `famfs-run` command line (DESIGN §8); `bin/famfs-run.rs` calls [`main`].
 
-use crate::{EngineOptions, Entry, Invocation, Limits, Program, RunError, SandboxEngine, Stdio};
+use crate::{Entry, Invocation, Limits, Program, RunError, Runtime, Stdio};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use famfs_host_api::Catalog;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -145,10 +146,19 @@ pub fn main() -> i32 {
 
 /// A loaded program and the invocation to run.
 struct Prepared {
-    engine: SandboxEngine,
-    program: Program,
+    runtime: Runtime,
+    program: Arc<Program>,
     inv: Invocation,
     compile_ms: f64,
+}
+
+/// The runtime of one famfs-run process (counting fuel when a budget is given).
+fn runtime(fuel: bool, cache_dir: Option<&Path>) -> Result<Runtime> {
+    let mut builder = Runtime::builder().fuel(fuel);
+    if let Some(dir) = cache_dir {
+        builder = builder.cache_dir(dir);
+    }
+    Ok(builder.build()?)
 }
 
 fn main_inner(cli: Cli) -> Result<i32> {
@@ -157,7 +167,7 @@ fn main_inner(cli: Cli) -> Result<i32> {
         Some(path) => prepare_manifest(cli, &path)?,
         None => prepare_flags(cli)?,
     };
-    let outcome = p.program.run(&p.engine, p.inv);
+    let outcome = p.program.run(p.runtime.engine(), p.inv);
     report(&outcome, p.program.kind(), p.compile_ms, json)
 }
 
@@ -171,28 +181,14 @@ fn prepare_manifest(cli: Cli, path: &Path) -> Result<Prepared> {
         (None, None) => Vec::new(),
     };
     let started = std::time::Instant::now();
-    let engine = SandboxEngine::new(EngineOptions { fuel: manifest.limits.fuel.is_some() })
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let bytes = std::fs::read(&manifest.module.path).with_context(|| {
-        format!("cannot read {} (module.path in {})", manifest.module.path.display(), path.display())
-    })?;
-    if let Some(expected) = &manifest.module.sha256 {
-        let actual = crate::cache::sha256_hex(&bytes);
-        if !actual.eq_ignore_ascii_case(expected) {
-            bail!(
-                "{} has sha256 {actual}, but {} expects {expected}; refusing to run it",
-                manifest.module.path.display(),
-                path.display()
-            );
-        }
-    }
-    let cache = cli.cache_dir.as_deref().map(crate::ModuleCache::open).transpose()?;
-    let program = Program::load_cached(&engine, &bytes, manifest.needs_component(), cache.as_ref())?;
+    let runtime = runtime(manifest.limits.fuel.is_some(), cli.cache_dir.as_deref())?;
+    // Checks the module's sha256 when the manifest gives one.
+    let program = manifest.load(&runtime)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut inv = manifest.invocation(Limits { max_memory: cli.max_memory, ..Limits::default() }, input)?;
     inv.args.extend(cli.module.iter().map(|m| m.to_string_lossy().into_owned()).chain(cli.args));
     inv.stdio = if cli.json { Stdio::Capture } else { Stdio::Inherit };
-    Ok(Prepared { engine, program, inv, compile_ms })
+    Ok(Prepared { runtime, program, inv, compile_ms })
 }
 
 fn prepare_flags(cli: Cli) -> Result<Prepared> {
@@ -232,14 +228,11 @@ fn prepare_flags(cli: Cli) -> Result<Prepared> {
                 .with_context(|| format!("--env '{kv}' must look like K=V"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = std::fs::read(&module).with_context(|| format!("cannot read {}", module.display()))?;
     let started = std::time::Instant::now();
-    let engine =
-        SandboxEngine::new(EngineOptions { fuel: cli.fuel.is_some() }).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let runtime = runtime(cli.fuel.is_some(), cli.cache_dir.as_deref())?;
     // Core modules that need what only components have are adapted at load time.
     let as_component = matches!(entry, Entry::Handle { .. }) || !famfs_dirs.is_empty();
-    let cache = cli.cache_dir.as_deref().map(crate::ModuleCache::open).transpose()?;
-    let program = Program::load_cached(&engine, &bytes, as_component, cache.as_ref())?;
+    let program = runtime.load_file(&module, None, as_component)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(kind = ?program.kind(), compile_ms, "loaded {}", module.display());
     let argv0 = module.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
@@ -255,7 +248,7 @@ fn prepare_flags(cli: Cli) -> Result<Prepared> {
         stdio: if cli.json { Stdio::Capture } else { Stdio::Inherit },
         cancel: None,
     };
-    Ok(Prepared { engine, program, inv, compile_ms })
+    Ok(Prepared { runtime, program, inv, compile_ms })
 }
 
 /// Prints the outcome (the reply, or the JSON report) and returns the exit code.

@@ -50,19 +50,8 @@ struct Cli {
     #[arg(long, default_value_t = 16)]
     max_concurrency: usize,
     /// Largest request body, e.g. 16M.
-    #[arg(long, default_value = "16M", value_parser = parse_size)]
+    #[arg(long, default_value = "16M", value_parser = famfs::units::parse_size)]
     max_body: u64,
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.chars().last() {
-        Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M') => (&t[..t.len() - 1], 1 << 20),
-        Some('G') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    num.parse::<u64>().map(|n| n * mult).map_err(|_| format!("'{s}' is not a size such as 512k, 16M or 1G"))
 }
 
 /// One served function.
