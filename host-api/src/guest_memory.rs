@@ -69,12 +69,14 @@ thread_local! {
 /// outer one.
 pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<GuestMemory>) {
     let outer = CAPTURED.with(|c| c.borrow_mut().replace(Vec::new()));
-    // Restore the outer capture even if `f` panics.
+    // Restore the outer capture if `f` panics (on return, it is restored below and this guard
+    // holds nothing).
     struct Restore(Option<Option<Vec<GuestMemory>>>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            let outer = self.0.take().unwrap_or(None);
-            CAPTURED.with(|c| *c.borrow_mut() = outer);
+            if let Some(outer) = self.0.take() {
+                CAPTURED.with(|c| *c.borrow_mut() = outer);
+            }
         }
     }
     let mut restore = Restore(Some(outer));
@@ -216,19 +218,27 @@ mod tests {
         })
     }
 
+    /// A memory made without a capture of its own.
+    fn make_plain() -> Box<dyn WasmtimeLinearMemory> {
+        TrackingMemoryCreator.new_memory(MemoryType::new(1, None), 65536, None, Some(1 << 20), 0).unwrap()
+    }
+
     #[test]
     fn capture_records_memories_made_inside_it_only() {
-        let _outside =
-            TrackingMemoryCreator.new_memory(MemoryType::new(1, None), 65536, None, Some(1 << 20), 0).unwrap();
+        let _outside = make_plain();
         let (mem, seen) = make(65536);
         assert_eq!(seen.len(), 1, "only the memory made inside the capture");
         assert_eq!(seen[0].base(), mem.as_ptr());
         assert_eq!(seen[0].size(), 65536);
-        let (_, nested_outer) = capture(|| {
+        let (_, outer) = capture(|| {
+            let _before = make_plain();
             let (_m, inner) = make(65536);
             assert_eq!(inner.len(), 1);
+            let _after = make_plain();
         });
-        assert!(nested_outer.is_empty(), "an inner capture keeps its memories");
+        assert_eq!(outer.len(), 2, "the outer capture sees its own memories, not the inner one's");
+        let (_, none) = capture(|| {});
+        assert!(none.is_empty());
     }
 
     #[test]
