@@ -101,7 +101,9 @@ fn serves_functions_over_http() {
     }
 
     // Failures, each with its status, and the server still answers after each.
-    let cases: [(&[u8], &[(&str, &str)], u16, &str); 6] = [
+    // (request, headers, status, error kind)
+    type Case<'a> = (&'a [u8], &'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: [Case<'_>; 6] = [
         (b"spin", &[], 504, "timeout"),
         (b"spin", &[("x-famfs-timeout-ms", "50")], 504, "timeout"),
         (b"trap", &[], 500, "trap"),
