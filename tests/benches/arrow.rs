@@ -17,6 +17,7 @@ mod common_arrow;
 use arrow_agg::{GroupBy, write_csv};
 use arrow_buffer::Buffer;
 use arrow_ipc::reader::FileDecoder;
+use famfs_run_tests::bench::median;
 use famfs_run_tests::harness::{catalog_mount, run_with};
 use famfs_runtime::Limits;
 use std::path::Path;
@@ -26,11 +27,6 @@ use std::time::Instant;
 
 /// Rows per record batch.
 const BATCH_ROWS: usize = 128 * 1024;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 /// The guest's computation, natively: mmap, decode the two columns zero-copy, group, format.
 fn native(path: &Path, key: &str, value: &str) -> (String, f64) {
@@ -90,14 +86,9 @@ fn total_count(csv: &str) -> u64 {
 }
 
 fn main() {
-    let size =
-        std::env::var("FAMFS_BENCH_SIZE").map_or(1 << 30, |s| famfs::units::parse_size(&s).expect("FAMFS_BENCH_SIZE"));
-    let runs: usize = std::env::var("FAMFS_BENCH_RUNS").map_or(3, |s| s.parse().expect("FAMFS_BENCH_RUNS"));
-    let base = std::env::var_os("FAMFS_BENCH_DIR").map_or_else(
-        || if Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() },
-        Into::into,
-    );
-    let dir = tempfile::Builder::new().prefix("famfs-bench-arrow-").tempdir_in(&base).unwrap();
+    let size = famfs_run_tests::bench::size();
+    let runs = famfs_run_tests::bench::runs(3);
+    let dir = famfs_run_tests::bench::dir("famfs-bench-arrow-");
     let root = dir.path().join("mnt");
     std::fs::create_dir_all(&root).unwrap();
     let file = root.join("sensors.arrow");
@@ -112,7 +103,7 @@ fn main() {
     println!(
         "famfs-run Arrow group-by benchmark: {len} byte file, {rows} rows in {} batches, in {} (written in {:.1} s)",
         rows / BATCH_ROWS as u64,
-        base.display(),
+        dir.path().parent().unwrap().display(),
         t.elapsed().as_secs_f64()
     );
 

@@ -13,25 +13,15 @@
 //! Peak memory is the guest's linear memory at its largest (for zero-copy that is address space
 //! over the shared page cache, not new memory), plus the host buffer copy-in needs.
 
+use famfs_run_tests::bench::median;
 use famfs_run_tests::{Flavor, big_dataset, guest_for};
 use famfs_runtime::{Entry, Runtime};
-use std::path::Path;
 use std::time::Instant;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
-    let size =
-        std::env::var("FAMFS_BENCH_SIZE").map_or(1 << 30, |s| famfs::units::parse_size(&s).expect("FAMFS_BENCH_SIZE"));
-    let runs: usize = std::env::var("FAMFS_BENCH_RUNS").map_or(5, |s| s.parse().expect("FAMFS_BENCH_RUNS"));
-    let base = std::env::var_os("FAMFS_BENCH_DIR").map_or_else(
-        || if Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() },
-        Into::into,
-    );
-    let dir = tempfile::Builder::new().prefix("famfs-bench-").tempdir_in(&base).unwrap();
+    let size = famfs_run_tests::bench::size();
+    let runs = famfs_run_tests::bench::runs(5);
+    let dir = famfs_run_tests::bench::dir("famfs-bench-");
     let (img, plain) = big_dataset(dir.path(), size);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let runtime = Runtime::new().unwrap();

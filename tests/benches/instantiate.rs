@@ -70,7 +70,7 @@ fn median_us(engine: &Engine, module: &Module, runs: usize) -> f64 {
 }
 
 fn main() {
-    let runs: usize = std::env::var("FAMFS_BENCH_RUNS").map_or(200, |s| s.parse().expect("FAMFS_BENCH_RUNS"));
+    let runs = famfs_run_tests::bench::runs(200);
     let engine = SandboxEngine::new(EngineOptions::default()).unwrap();
     let wc = std::fs::read(famfs_run_tests::guest("wc")).unwrap();
     let cases = [("1 MiB data segment", module_with_data(17, 1 << 20)), ("wc guest (core module)", wc)];

@@ -9,15 +9,11 @@
 //! (default /dev/shm, else the temp dir), `FAMFS_BENCH_RUNS` the repetitions (default 5).
 
 use famfs_host_api::Catalog;
+use famfs_run_tests::bench::median;
 use famfs_run_tests::harness::{catalog_mount, run_with};
 use famfs_runtime::Limits;
 use std::path::Path;
 use std::time::Instant;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
 
 fn native_sum(path: &Path) -> (u64, f64) {
     let f = std::fs::File::open(path).unwrap();
@@ -39,31 +35,15 @@ fn native_sum(path: &Path) -> (u64, f64) {
 }
 
 fn main() {
-    let size =
-        std::env::var("FAMFS_BENCH_SIZE").map_or(1 << 30, |s| famfs::units::parse_size(&s).expect("FAMFS_BENCH_SIZE"));
-    let runs: usize = std::env::var("FAMFS_BENCH_RUNS").map_or(5, |s| s.parse().expect("FAMFS_BENCH_RUNS"));
-    let base = std::env::var_os("FAMFS_BENCH_DIR").map_or_else(
-        || if Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() },
-        Into::into,
-    );
-    let dir = tempfile::Builder::new().prefix("famfs-bench-").tempdir_in(&base).unwrap();
+    let size = famfs_run_tests::bench::size();
+    let runs = famfs_run_tests::bench::runs(5);
+    let dir = famfs_run_tests::bench::dir("famfs-bench-");
     let root = dir.path().join("mnt");
     std::fs::create_dir_all(&root).unwrap();
     let file = root.join("data.bin");
-    {
-        use std::io::Write;
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-        let mut left = size as usize;
-        let mut seed = 1;
-        while left > 0 {
-            let chunk = famfs_run_tests::pattern(left.min(8 << 20), seed);
-            w.write_all(&chunk).unwrap();
-            left -= chunk.len();
-            seed += 1;
-        }
-    }
+    famfs_run_tests::write_pattern_file(&file, size);
     let gb = size as f64 / 1e9;
-    println!("famfs-run zero-copy benchmark: {} byte file in {}", size, base.display());
+    println!("famfs-run zero-copy benchmark: {} byte file in {}", size, dir.path().parent().unwrap().display());
     let (want, _) = native_sum(&file);
     let mut native = Vec::new();
     let mut mapped = Vec::new();

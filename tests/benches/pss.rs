@@ -100,13 +100,8 @@ fn in_process(runtime: &famfs_runtime::Runtime, img: &Path, k: usize) -> (u64, u
 }
 
 fn main() {
-    let size =
-        std::env::var("FAMFS_BENCH_SIZE").map_or(1 << 30, |s| famfs::units::parse_size(&s).expect("FAMFS_BENCH_SIZE"));
-    let base = std::env::var_os("FAMFS_BENCH_DIR").map_or_else(
-        || if Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() },
-        Into::into,
-    );
-    let dir = tempfile::Builder::new().prefix("famfs-bench-").tempdir_in(&base).unwrap();
+    let size = famfs_run_tests::bench::size();
+    let dir = famfs_run_tests::bench::dir("famfs-bench-");
     let (img, plain) = big_dataset(dir.path(), size);
     // Only the image's pages are shared by the guests; drop the plain copy from memory.
     std::fs::remove_file(plain).unwrap();

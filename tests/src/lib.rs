@@ -114,14 +114,11 @@ pub fn image_with(dir: &Path, size: u64, files: &[ImageFile<'_>]) -> PathBuf {
     img
 }
 
-/// A big dataset for the benchmarks: `size` pseudo-random bytes written to `dir/plain/data.bin`
-/// (a plain file, for mount sources and WASI) and copied into the famfs image `dir/big.img` as
-/// `data.bin`, without holding it all in memory. Returns (image, plain file).
-pub fn big_dataset(dir: &Path, size: u64) -> (PathBuf, PathBuf) {
+/// Writes `size` pseudo-random bytes to `path`, 8 MiB at a time (pattern seeds 1, 2, ...), without
+/// holding them all in memory.
+pub fn write_pattern_file(path: &Path, size: u64) {
     use std::io::Write;
-    let plain = dir.join("plain/data.bin");
-    std::fs::create_dir_all(plain.parent().unwrap()).unwrap();
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&plain).unwrap());
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let (mut left, mut seed) = (size as usize, 1);
     while left > 0 {
         let chunk = pattern(left.min(8 << 20), seed);
@@ -130,6 +127,15 @@ pub fn big_dataset(dir: &Path, size: u64) -> (PathBuf, PathBuf) {
         seed += 1;
     }
     w.into_inner().unwrap().sync_all().unwrap();
+}
+
+/// A big dataset for the benchmarks: `size` pseudo-random bytes written to `dir/plain/data.bin`
+/// (a plain file, for mount sources and WASI) and copied into the famfs image `dir/big.img` as
+/// `data.bin`, without holding it all in memory. Returns (image, plain file).
+pub fn big_dataset(dir: &Path, size: u64) -> (PathBuf, PathBuf) {
+    let plain = dir.join("plain/data.bin");
+    std::fs::create_dir_all(plain.parent().unwrap()).unwrap();
+    write_pattern_file(&plain, size);
     let img = dir.join("big.img");
     let img_size = (size + (64 << 20)).next_multiple_of(2 << 20);
     famfs::mkfs(&img, &MkfsOptions { size: Some(img_size), ..Default::default() }, &master()).unwrap();
@@ -211,6 +217,37 @@ pub mod native {
 
 /// Runs guests in this process through the runtime library, with one engine and each guest
 /// compiled once per test binary.
+/// What the benchmarks share: their environment knobs and the median.
+pub mod bench {
+    use std::path::PathBuf;
+
+    /// `FAMFS_BENCH_SIZE` (k/M/G suffixes), default 1 GiB: the dataset size.
+    pub fn size() -> u64 {
+        std::env::var("FAMFS_BENCH_SIZE").map_or(1 << 30, |s| famfs::units::parse_size(&s).expect("FAMFS_BENCH_SIZE"))
+    }
+
+    /// `FAMFS_BENCH_RUNS`, else `default`: the repetitions.
+    pub fn runs(default: usize) -> usize {
+        std::env::var("FAMFS_BENCH_RUNS").map_or(default, |s| s.parse().expect("FAMFS_BENCH_RUNS"))
+    }
+
+    /// A fresh directory under `FAMFS_BENCH_DIR`, else /dev/shm when there is one, else the
+    /// temp dir; removed when dropped.
+    pub fn dir(prefix: &str) -> tempfile::TempDir {
+        let base: PathBuf = std::env::var_os("FAMFS_BENCH_DIR").map_or_else(
+            || if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() },
+            Into::into,
+        );
+        tempfile::Builder::new().prefix(prefix).tempdir_in(base).unwrap()
+    }
+
+    /// The median (upper middle) of `v`.
+    pub fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    }
+}
+
 pub mod harness {
     use super::Flavor;
     use famfs_host_api::Catalog;
