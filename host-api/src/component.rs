@@ -14,7 +14,7 @@
 use crate::catalog::{Catalog, Dataset};
 use crate::error::ErrorCode;
 use crate::guest_memory::GuestMemory;
-use crate::mapper::{LinearMemory, Mapper, MediaError};
+use crate::mapper::{LinearMemory, Mapper};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 /// Generated from `wit/` (documented there).
@@ -80,11 +80,6 @@ impl ComponentHost {
     /// The mapper (metrics, faults).
     pub fn mapper(&mut self) -> &mut Mapper {
         &mut self.mapper
-    }
-
-    /// Media errors seen by this guest's mappings so far.
-    pub fn take_media_errors(&mut self) -> Vec<MediaError> {
-        self.mapper.take_faults()
     }
 
     fn memory(&self) -> Option<&GuestMemory> {

@@ -170,12 +170,7 @@ fn run_inner(
     };
     metrics.fuel_used = run::fuel_used(&store, engine, inv);
     let s = store.data_mut();
-    metrics.bytes_mapped = s.host.mapper().bytes_mapped();
-    metrics.peak_memory = s.limiter.peak_memory as u64;
-    // A media error outranks everything: whatever the guest computed read zeros.
-    if let Some(f) = s.host.take_media_errors().into_iter().next() {
-        return Err(RunError::Media(f));
-    }
+    run::settle(metrics, s.host.mapper(), &s.limiter)?;
     match r {
         Ok(Ok(done)) => Ok(done),
         Ok(Err(message)) => Err(RunError::Handler { message }),

@@ -72,12 +72,7 @@ fn run_inner(
     metrics.run_ms = run::ms(t1.elapsed());
     metrics.fuel_used = run::fuel_used(&store, engine, inv);
     let h = store.data_mut();
-    metrics.bytes_mapped = h.datasets.mapper().bytes_mapped();
-    metrics.peak_memory = h.limiter.peak_memory as u64;
-    // A media error outranks everything: whatever the guest computed read zeros.
-    if let Some(f) = h.datasets.take_media_errors().into_iter().next() {
-        return Err(RunError::Media(f));
-    }
+    run::settle(metrics, h.datasets.mapper(), &h.limiter)?;
     match r {
         Ok(()) => Ok((0, None)),
         Err(e) => match e.downcast_ref::<I32Exit>() {

@@ -351,6 +351,22 @@ pub(crate) fn fuel_used<T>(store: &Store<T>, engine: &SandboxEngine, inv: &Invoc
     engine.options().fuel.then(|| inv.limits.fuel.unwrap_or(u64::MAX) - store.get_fuel().unwrap_or(0))
 }
 
+/// After the guest ran: records what it mapped and its peak memory, and fails with the first
+/// media error its mappings saw (it outranks everything: whatever the guest computed read
+/// zeros).
+pub(crate) fn settle(
+    metrics: &mut Metrics,
+    mapper: &mut famfs_host_api::Mapper,
+    limiter: &crate::limits::Limiter,
+) -> Result<(), RunError> {
+    metrics.bytes_mapped = mapper.bytes_mapped();
+    metrics.peak_memory = limiter.peak_memory as u64;
+    match mapper.take_faults().into_iter().next() {
+        Some(f) => Err(RunError::Media(f)),
+        None => Ok(()),
+    }
+}
+
 /// Milliseconds, for [`Metrics`].
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
