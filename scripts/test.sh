@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The test command (README, CI): installs what the tests need besides Rust, then runs them all.
+# The test command (README, CI's .ci/run): makes sure the pinned toolchain and wasm targets are
+# installed, installs what the tests need besides Rust, then runs them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/ensure-toolchain.sh
+ensure_toolchain .
 bash scripts/test-deps.sh
 cargo test --workspace "$@"

@@ -32,6 +32,7 @@ mod fs;
 pub mod fsck;
 pub mod identity;
 pub mod log;
+pub mod logging;
 mod mapped;
 pub mod namespace;
 pub mod path;

@@ -127,7 +127,7 @@ fn every_field_and_file_matches_the_manifest() {
     for name in IMAGES {
         let m = &manifest["images"][name];
         let img = fixture_in(dir.path(), name);
-        assert_eq!(file_sha256(&img), m["raw_sha256"].as_str().unwrap(), "{name}: decompressed image");
+        assert_eq!(sha256_file(&img), m["raw_sha256"].as_str().unwrap(), "{name}: decompressed image");
         assert_eq!(std::fs::metadata(&img).unwrap().len(), m["raw_size"]);
         check_image(name, Device::open(&img, Access::ReadOnly).unwrap(), m);
         // The same through the shared-map code path dax devices use.

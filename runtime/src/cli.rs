@@ -54,7 +54,8 @@ struct Cli {
     /// them: later runs skip compilation.
     #[arg(long, value_name = "DIR", env = "FAMFS_RUN_CACHE")]
     cache_dir: Option<PathBuf>,
-    /// More log output on stderr (-v info, -vv debug).
+    /// More log output on stderr (-v info, with a trap's wasm backtrace; -vv debug); RUST_LOG
+    /// (a level, or target=level directives) overrides it.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
     /// The guest: a core module (wasm32-wasip1) or a component (wasm32-wasip2), told apart by
@@ -123,18 +124,9 @@ fn read_input(path: &Path) -> Result<Vec<u8>> {
 /// 124 when it timed out, 125 for any other failure (with a one-line message on stderr).
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => tracing::Level::WARN,
-        1 => tracing::Level::INFO,
-        _ => tracing::Level::DEBUG,
-    };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .init();
+    let verbosity =
+        famfs::logging::Verbosity { default: famfs::logging::LevelFilter::WARN, verbose: cli.verbose, quiet: false };
+    famfs::logging::init(verbosity, false);
     match main_inner(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -279,6 +271,10 @@ fn report(outcome: &crate::Outcome, kind: crate::ProgramKind, compile_ms: f64, j
         }
         if let Err(e) = &outcome.result {
             eprintln!("famfs-run: error: {e}");
+            // One line by default; `-v` (or RUST_LOG=info) adds where the guest was.
+            if let RunError::Trap { backtrace: Some(backtrace), .. } = e {
+                tracing::info!("wasm backtrace:\n{backtrace}");
+            }
         }
     }
     Ok(code)

@@ -176,9 +176,10 @@ fn run_inner(
         Ok(Err(message)) => Err(RunError::Handler { message }),
         Err(e) => match (e.downcast_ref::<I32Exit>(), &inv.entry) {
             (Some(exit), Entry::Command) => Ok((exit.0, None)),
-            (Some(exit), Entry::Handle { .. }) => {
-                Err(RunError::Trap { message: format!("the handler called exit({}) instead of returning", exit.0) })
-            }
+            (Some(exit), Entry::Handle { .. }) => Err(RunError::Trap {
+                message: format!("the handler called exit({}) instead of returning", exit.0),
+                backtrace: None,
+            }),
             (None, _) => Err(classify(e, &store, inv)),
         },
     }

@@ -11,6 +11,7 @@ mod component_run;
 mod core_run;
 pub mod embed;
 pub mod engine;
+mod failure;
 pub mod limits;
 pub mod manifest;
 pub mod program;

@@ -83,8 +83,11 @@ pub enum RunError {
     /// The guest trapped.
     #[error("the guest trapped: {message}")]
     Trap {
-        /// The trap and where.
+        /// One line: the trap and where (the guest function and offset, when known).
         message: String,
+        /// The wasm backtrace, innermost frame first, for `-v` and logs (not in the message).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        backtrace: Option<String>,
     },
     /// A handler returned an error of its own (`handle` returned `err(message)`).
     #[error("the handler returned an error: {message}")]
@@ -383,10 +386,16 @@ pub(crate) fn classify(e: wasmtime::Error, denied: Option<usize>, inv: &Invocati
         _ if denied.is_some() => {
             RunError::MemoryLimit { limit: inv.limits.max_memory, requested: denied.unwrap_or(0) as u64 }
         }
-        Some(_) => RunError::Trap { message: format!("{e:#}") },
+        Some(_) => trapped(&e),
         None if format!("{e:#}").contains("unknown import") || format!("{e:#}").contains("matching implementation") => {
             RunError::Link { message: format!("{e:#}") }
         }
-        None => RunError::Trap { message: format!("{e:#}") },
+        None => trapped(&e),
     }
+}
+
+/// [`RunError::Trap`] with a one-line message and the backtrace apart.
+fn trapped(e: &wasmtime::Error) -> RunError {
+    let d = crate::failure::describe(e);
+    RunError::Trap { message: d.message, backtrace: d.backtrace }
 }

@@ -1,5 +1,5 @@
 //! Arrow group-by benchmark (prints a table; not a test). In one run, on one Arrow IPC file
-//! written here with arrow-rs (about 1 GiB, the sensor table of tests/common_arrow), for a few
+//! written here with arrow-rs (about 1 GiB, the sensor table of examples/arrow-gen), for a few
 //! group-by queries:
 //! - native: the `arrow_agg` kernel compiled for the host over the file mmapped and decoded
 //!   zero-copy with arrow-rs's `FileDecoder` (the same code the guest runs);
@@ -10,9 +10,6 @@
 //!
 //! `FAMFS_BENCH_SIZE` (default 1G) sets the file size, `FAMFS_BENCH_DIR` where it is written
 //! (default /dev/shm, else the temp dir), `FAMFS_BENCH_RUNS` the repetitions (default 3).
-
-#[path = "../tests/common_arrow/mod.rs"]
-mod common_arrow;
 
 use arrow_agg::{GroupBy, write_csv};
 use arrow_buffer::Buffer;
@@ -64,7 +61,7 @@ fn native(path: &Path, key: &str, value: &str) -> (String, f64) {
 
 /// pandas' medians (read, group-by) in seconds, and its total count.
 fn pandas(path: &Path, key: &str, value: &str, runs: usize) -> (f64, f64, u64) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common_arrow/pandas_side.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pandas_side.py");
     let o = std::process::Command::new("python3")
         .arg(script)
         .args(["time", path.to_str().unwrap(), key, value, &runs.to_string()])
@@ -94,11 +91,11 @@ fn main() {
     let file = root.join("sensors.arrow");
     // Size one batch, then write as many as fit in `size`.
     let one = dir.path().join("one.arrow");
-    common_arrow::write_file(&one, &common_arrow::schema(), [common_arrow::batch(0, BATCH_ROWS)], 64);
+    arrow_gen::write_file(&one, &arrow_gen::schema(), [arrow_gen::batch(0, BATCH_ROWS)], 64).unwrap();
     let per_batch = std::fs::metadata(&one).unwrap().len();
     let rows = (size / per_batch).max(1) * BATCH_ROWS as u64;
     let t = Instant::now();
-    common_arrow::write_file(&file, &common_arrow::schema(), common_arrow::batches(rows, BATCH_ROWS), 64);
+    arrow_gen::write_file(&file, &arrow_gen::schema(), arrow_gen::batches(rows, BATCH_ROWS), 64).unwrap();
     let len = std::fs::metadata(&file).unwrap().len();
     println!(
         "famfs-run Arrow group-by benchmark: {len} byte file, {rows} rows in {} batches, in {} (written in {:.1} s)",

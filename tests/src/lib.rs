@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: guest paths, datasets, images, the famfs-run binary.
 
 use famfs::{Attrs, Layout, MkfsOptions, RelPath, Source, SystemIdentity, Writer};
+pub use famfs_test_support::{MASTER_UUID, hex, pattern, scratch, sha256_file, sha256_hex, write_pattern_file};
 use std::path::{Path, PathBuf};
 
 /// How a guest is built and run.
@@ -37,34 +38,9 @@ pub fn guest_for(name: &str, flavor: Flavor) -> PathBuf {
     p
 }
 
-/// A scratch directory, in /dev/shm when there is one.
-pub fn scratch() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir()
-        && let Ok(d) = tempfile::Builder::new().prefix("famfs-run-test-").tempdir_in(shm)
-    {
-        return d;
-    }
-    tempfile::Builder::new().prefix("famfs-run-test-").tempdir().expect("tempdir")
-}
-
 /// The master identity the tests write images as.
 pub fn master() -> SystemIdentity {
-    SystemIdentity::from_uuid("11111111-2222-4333-8444-555555555555".parse().unwrap())
-}
-
-/// Deterministic pseudo-random bytes.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    SystemIdentity::from_uuid(MASTER_UUID.parse().unwrap())
 }
 
 /// Deterministic text: lines of words of varied length, some blank lines, tabs.
@@ -114,21 +90,6 @@ pub fn image_with(dir: &Path, size: u64, files: &[ImageFile<'_>]) -> PathBuf {
     img
 }
 
-/// Writes `size` pseudo-random bytes to `path`, 8 MiB at a time (pattern seeds 1, 2, ...), without
-/// holding them all in memory.
-pub fn write_pattern_file(path: &Path, size: u64) {
-    use std::io::Write;
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let (mut left, mut seed) = (size as usize, 1);
-    while left > 0 {
-        let chunk = pattern(left.min(8 << 20), seed);
-        w.write_all(&chunk).unwrap();
-        left -= chunk.len();
-        seed += 1;
-    }
-    w.into_inner().unwrap().sync_all().unwrap();
-}
-
 /// A big dataset for the benchmarks: `size` pseudo-random bytes written to `dir/plain/data.bin`
 /// (a plain file, for mount sources and WASI) and copied into the famfs image `dir/big.img` as
 /// `data.bin`, without holding it all in memory. Returns (image, plain file).
@@ -156,13 +117,6 @@ pub fn mount_with(dir: &Path, files: &[ImageFile<'_>]) -> PathBuf {
         std::fs::write(p, f.data).unwrap();
     }
     root
-}
-
-/// SHA-256 of a file, hex.
-pub fn sha256_file(p: &Path) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(std::fs::read(p).unwrap());
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Native versions of the example guests' computations.

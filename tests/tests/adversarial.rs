@@ -259,18 +259,18 @@ fn forged_and_double_dropped(s: &Setup, flavor: Flavor) {
     let r = run(flavor, &["forge-handle"], catalog_device(&s.img, &["/"]));
     match err(&r) {
         // Core modules: famfs-run's own handle table; components: wasmtime's.
-        RunError::Trap { message } if flavor == Flavor::Core => {
+        RunError::Trap { message, .. } if flavor == Flavor::Core => {
             assert!(message.contains("unknown or dropped dataset handle 12345"), "{message}")
         }
-        RunError::Trap { message } => assert!(message.contains("unknown handle index 12345"), "{message}"),
+        RunError::Trap { message, .. } => assert!(message.contains("unknown handle index 12345"), "{message}"),
         other => panic!("expected a trap, got {other}"),
     }
     let r = run(flavor, &["double-drop", NAME], catalog_device(&s.img, &["/"]));
     match err(&r) {
-        RunError::Trap { message } if flavor == Flavor::Core => {
+        RunError::Trap { message, .. } if flavor == Flavor::Core => {
             assert!(message.contains("already dropped dataset handle"), "{message}")
         }
-        RunError::Trap { message } => assert!(message.contains("unknown handle index"), "{message}"),
+        RunError::Trap { message, .. } => assert!(message.contains("unknown handle index"), "{message}"),
         other => panic!("expected a trap, got {other}"),
     }
 }

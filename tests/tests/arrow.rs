@@ -4,8 +4,6 @@
 //! place are refused with a message that says what to do; famfsctl cp keeps their buffers
 //! aligned.
 
-mod common_arrow;
-
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
@@ -191,9 +189,9 @@ const BATCH_ROWS: usize = 8_000;
 
 fn fixture() -> Fixture {
     let dir = scratch();
-    let batches: Vec<RecordBatch> = common_arrow::batches(ROWS, BATCH_ROWS).collect();
+    let batches: Vec<RecordBatch> = arrow_gen::batches(ROWS, BATCH_ROWS).collect();
     let path = dir.path().join("sensors.arrow");
-    common_arrow::write_file(&path, &common_arrow::schema(), batches.clone(), 64);
+    arrow_gen::write_file(&path, &arrow_gen::schema(), batches.clone(), 64).unwrap();
     let data = std::fs::read(&path).unwrap();
     let files = [
         ImageFile { path: "data/sensors.arrow", data: &data, strips: None },
@@ -301,7 +299,7 @@ fn csv_output_quotes_keys_and_leaves_missing_values_empty() {
     let values = Float64Array::from(vec![Some(1.5), Some(-2.0), Some(4.0), Some(0.25), Some(2.5), None]);
     let batch = RecordBatch::try_from_iter([("k", Arc::new(keys) as _), ("v", Arc::new(values) as _)]).unwrap();
     let path = dir.path().join("t.arrow");
-    common_arrow::write_file(&path, &batch.schema(), [batch], 64);
+    arrow_gen::write_file(&path, &batch.schema(), [batch], 64).unwrap();
     let data = std::fs::read(&path).unwrap();
     let img = image_with(dir.path(), 16 << 20, &[ImageFile { path: "t.arrow", data: &data, strips: None }]);
     let r = agg(catalog_device(&img, &["/"]), &["t.arrow", "k", "v"]);
@@ -317,7 +315,7 @@ fn csv_output_quotes_keys_and_leaves_missing_values_empty() {
 
 /// python3 with pyarrow and pandas (installed by scripts/test-deps.sh, which CI runs).
 fn python(args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common_arrow/pandas_side.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pandas_side.py");
     let probe = std::process::Command::new("python3").args(["-c", "import pyarrow, pandas"]).output();
     match probe {
         Ok(o) if o.status.success() => {}
@@ -429,7 +427,7 @@ fn last_buffer_offset(data: &[u8]) -> u64 {
 fn misaligned_files_are_refused_with_what_to_do() {
     let dir = scratch();
     let path = dir.path().join("ok.arrow");
-    common_arrow::write_file(&path, &common_arrow::schema(), common_arrow::batches(3000, 1000), 64);
+    arrow_gen::write_file(&path, &arrow_gen::schema(), arrow_gen::batches(3000, 1000), 64).unwrap();
     let shifted = misalign(&std::fs::read(&path).unwrap());
     // A Decimal128 column (16-byte values) written with arrow-rs's 8-byte alignment: with as
     // many Int8 columns before it as it takes, its values land 8 bytes off a 16-byte boundary
@@ -445,7 +443,7 @@ fn misaligned_files_are_refused_with_what_to_do() {
             cols.push(("price".into(), Arc::new(d)));
             let b = RecordBatch::try_from_iter(cols).unwrap();
             let p = dir.path().join("decimal.arrow");
-            common_arrow::write_file(&p, &b.schema(), [b], 8);
+            arrow_gen::write_file(&p, &b.schema(), [b], 8).unwrap();
             std::fs::read(p).unwrap()
         })
         .find(|data| last_buffer_offset(data) % 16 == 8)
@@ -500,7 +498,7 @@ fn wrong_columns_and_types_are_named() {
 fn bad_files_fail_cleanly() {
     let dir = scratch();
     let path = dir.path().join("ok.arrow");
-    common_arrow::write_file(&path, &common_arrow::schema(), common_arrow::batches(6000, 1000), 64);
+    arrow_gen::write_file(&path, &arrow_gen::schema(), arrow_gen::batches(6000, 1000), 64).unwrap();
     let good = std::fs::read(&path).unwrap();
     let mut files: Vec<(String, Vec<u8>, &str)> = vec![
         ("text.csv".into(), b"a,b\n1,2\n3,4\n".repeat(100), "does not start with the ARROW1 magic"),
@@ -570,7 +568,7 @@ fn famfsctl() -> std::process::Command {
         p.display()
     );
     let mut c = std::process::Command::new(p);
-    c.env_remove("FAMFS_DEVICE").env("FAMFS_SYSTEM_UUID", "11111111-2222-4333-8444-555555555555");
+    c.env_remove("FAMFS_DEVICE").env("FAMFS_SYSTEM_UUID", famfs_run_tests::MASTER_UUID);
     c
 }
 
@@ -580,8 +578,8 @@ fn famfsctl() -> std::process::Command {
 fn famfsctl_cp_keeps_arrow_buffers_aligned() {
     let dir = scratch();
     let src = dir.path().join("sensors.arrow");
-    let batches: Vec<RecordBatch> = common_arrow::batches(40_000, 6000).collect();
-    common_arrow::write_file(&src, &common_arrow::schema(), batches.clone(), 64);
+    let batches: Vec<RecordBatch> = arrow_gen::batches(40_000, 6000).collect();
+    arrow_gen::write_file(&src, &arrow_gen::schema(), batches.clone(), 64).unwrap();
     let img = dir.path().join("cp.img");
     let img_s = img.to_str().unwrap();
     for args in [vec!["mkfs", "--size", "64M", img_s], vec!["-d", img_s, "mkdir", "-p", "/arrow"]] {

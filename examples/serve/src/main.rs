@@ -178,11 +178,10 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    famfs::logging::init(
+        famfs::logging::Verbosity { default: famfs::logging::LevelFilter::INFO, verbose: 0, quiet: false },
+        true,
+    );
     let cli = Cli::parse();
     let mut builder = Runtime::builder().max_concurrency(cli.max_concurrency);
     if let Some(dir) = &cli.cache_dir {

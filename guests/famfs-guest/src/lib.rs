@@ -65,10 +65,11 @@
 //!
 //! # Raw dax devices
 //!
-//! On a raw `/dev/daxX.Y` device the host places a mapping above the guest's accessible memory
-//! (see [`Mapped::within_memory`]). Plain loads from it work; bulk copies out of it
-//! (`copy_from_slice`, `to_vec`, which compile to `memory.copy`) trap. Copy small pieces of such
-//! a mapping with [`copy_with_loads`].
+//! On a raw `/dev/daxX.Y` source the host cannot map yet: `map` answers `io` (device-dax refuses
+//! the private mappings used for images and mounts), and `read` copies. Should a future host
+//! place a mapping above the guest's accessible memory ([`Mapped::within_memory`] tells), plain
+//! loads from it work while bulk copies (`copy_from_slice`, `to_vec`, which compile to
+//! `memory.copy`) trap; [`copy_with_loads`] copies small pieces with loads.
 //!
 //! # Arrow files
 //!
@@ -519,9 +520,8 @@ impl Mapped<'_> {
         self.base.addr() as u32
     }
 
-    /// Whether the bytes lie inside the guest's accessible linear memory (always, except on a
-    /// raw dax device, where the host places mappings above it and only plain loads work: see
-    /// the crate docs).
+    /// Whether the bytes lie inside the guest's accessible linear memory (always with today's
+    /// hosts; a mapping placed above it allows only plain loads: see the crate docs).
     pub fn within_memory(&self) -> bool {
         #[cfg(target_arch = "wasm32")]
         let size = core::arch::wasm32::memory_size(0) as u64 * PAGE;
@@ -557,7 +557,7 @@ impl Drop for Mapped<'_> {
 }
 
 /// Copies `src` into `dst[..src.len()]` with plain byte loads, never `memory.copy`, so it also
-/// works on a mapping placed above the accessible memory (raw dax devices). Meant for small
+/// works on a mapping placed above the accessible memory. Meant for small
 /// pieces (it is slow for big ones). Panics if `dst` is shorter than `src`.
 pub fn copy_with_loads(src: &[u8], dst: &mut [u8]) {
     let dst = &mut dst[..src.len()];

@@ -65,19 +65,12 @@ impl Global {
 
 fn main() {
     let cli = Cli::parse();
-    let level = match (cli.quiet, cli.verbose) {
-        (true, _) => tracing::Level::ERROR,
-        (false, 0) => tracing::Level::WARN,
-        (false, 1) => tracing::Level::INFO,
-        _ => tracing::Level::DEBUG,
+    let verbosity = famfs::logging::Verbosity {
+        default: famfs::logging::LevelFilter::WARN,
+        verbose: cli.verbose,
+        quiet: cli.quiet,
     };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .init();
+    famfs::logging::init(verbosity, false);
     let global = Global { device: cli.device, quiet: cli.quiet };
     let result = match cli.command {
         Command::Mkfs(a) => mkfs::run(&global, a),

@@ -4,11 +4,8 @@
 //! The demo's dataset generator (scripts/demo.sh):
 //!
 //! ```sh
-//! cargo run --release -p famfs-run-tests --example arrow-gen -- readings.arrow 2000000
+//! cargo run --release -p arrow-gen -- readings.arrow 2000000
 //! ```
-
-#[path = "../tests/common_arrow/mod.rs"]
-mod common_arrow;
 
 use std::path::PathBuf;
 
@@ -33,5 +30,8 @@ fn main() {
         eprintln!("error: {} is not a directory (create it first)", dir.display());
         std::process::exit(1);
     }
-    common_arrow::write_file(&out, &common_arrow::schema(), common_arrow::batches(rows, batch_rows), 64);
+    if let Err(e) = arrow_gen::write_file(&out, &arrow_gen::schema(), arrow_gen::batches(rows, batch_rows), 64) {
+        eprintln!("error: cannot write {}: {e}", out.display());
+        std::process::exit(1);
+    }
 }

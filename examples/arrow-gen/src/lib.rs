@@ -1,7 +1,6 @@
-//! Arrow data for the Arrow tests, the Arrow benchmark and the demo's generator (each includes
-//! this file): a deterministic "sensor readings" table with columns of several types and
-//! nulls, written as an Arrow IPC file with arrow-rs.
-#![allow(dead_code)] // Each including target uses part of it.
+//! A deterministic "sensor readings" table with columns of several types and nulls, written as
+//! an uncompressed Arrow IPC file with arrow-rs: the demo's dataset (the `arrow-gen` binary) and
+//! the data of the Arrow tests and benchmark (`famfs-run-tests`).
 
 use arrow_array::builder::{
     BooleanBuilder, Float32Builder, Float64Builder, Int32Builder, Int64Builder, LargeStringBuilder, StringBuilder,
@@ -10,7 +9,7 @@ use arrow_array::builder::{
 use arrow_array::types::Int16Type;
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -137,14 +136,19 @@ pub fn batches(rows: u64, batch_rows: usize) -> impl Iterator<Item = RecordBatch
     (0..rows).step_by(batch_rows).map(move |first| batch(first, (rows - first).min(batch_rows as u64) as usize))
 }
 
-/// Writes `batches` as an Arrow IPC file with arrow-rs: uncompressed, buffers 64-byte aligned
-/// (arrow-rs's default) unless `alignment` says otherwise.
-pub fn write_file(path: &Path, schema: &Schema, batches: impl IntoIterator<Item = RecordBatch>, alignment: usize) {
-    let file = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(path).unwrap());
-    let options = IpcWriteOptions::try_new(alignment, false, arrow_ipc::MetadataVersion::V5).unwrap();
-    let mut w = FileWriter::try_new_with_options(file, schema, options).unwrap();
+/// Writes `batches` as an Arrow IPC file with arrow-rs: uncompressed, buffers aligned to
+/// `alignment` bytes (arrow-rs's default is 64; 8, 16, 32 and 64 are allowed).
+pub fn write_file(
+    path: &Path,
+    schema: &Schema,
+    batches: impl IntoIterator<Item = RecordBatch>,
+    alignment: usize,
+) -> Result<(), ArrowError> {
+    let file = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(path)?);
+    let options = IpcWriteOptions::try_new(alignment, false, arrow_ipc::MetadataVersion::V5)?;
+    let mut w = FileWriter::try_new_with_options(file, schema, options)?;
     for b in batches {
-        w.write(&b).unwrap();
+        w.write(&b)?;
     }
-    w.finish().unwrap();
+    w.finish()
 }
