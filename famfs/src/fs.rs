@@ -127,6 +127,18 @@ impl Famfs {
         Ok(report)
     }
 
+    /// Whether the device's log moved on since this famfs was opened or last refreshed (new
+    /// entries, or a new file system made over it): two small reads, for servers that check
+    /// often and replay only when something changed.
+    pub fn log_changed(&self) -> Result<bool, Error> {
+        let sb = read_superblock(&self.device)?;
+        if sb.fs_uuid != self.sb.fs_uuid {
+            return Ok(true);
+        }
+        let header = read_log_header(&self.device, &sb)?;
+        Ok(header.next_index != self.header.next_index || header.next_seqnum != self.header.next_seqnum)
+    }
+
     pub(crate) fn record_appended(&mut self, header: LogHeader, entry: LogEntry) -> ReplayReport {
         let geometry = self.geometry();
         self.header = header;

@@ -1,8 +1,11 @@
 //! The datasets a guest was granted, from a famfs image or dax device (through the famfs
-//! crate) or from a mounted directory (through cap-std, files opened `O_RDONLY` beneath the
-//! root; `..`, absolute paths and symbolic links out of the tree are refused).
+//! crate) or from a mounted directory (files opened `O_RDONLY` beneath the root, component by
+//! component, following no symbolic link: see [`crate::beneath`]; `..`, absolute paths,
+//! `.meta` and symbolic links are refused, so the file opened is the file the grant names).
 
+use crate::beneath::{self, Want};
 use crate::error::ErrorCode;
+use crate::interrupt::Interrupt;
 use famfs::{Famfs, FileMeta, Lookup, RelPath};
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -190,6 +193,16 @@ impl Catalog {
         }
     }
 
+    /// Whether [`refreshed`](Self::refreshed) would see something new: the famfs log changed
+    /// since this catalog's famfs was opened. A mount source is never stale (it sees new files
+    /// as they appear).
+    pub fn is_stale(&self) -> Result<bool, CatalogError> {
+        match &*self.source {
+            Source::Famfs(fs) => Ok(fs.log_changed()?),
+            _ => Ok(false),
+        }
+    }
+
     /// The famfs behind this catalog, if it is an image or device.
     pub fn famfs(&self) -> Option<&Arc<Famfs>> {
         match &*self.source {
@@ -260,38 +273,48 @@ impl Catalog {
                 Ok(Lookup::Dir(_)) | Err(_) => Err(ErrorCode::NotFound),
             },
             Source::Mount { dir, .. } => {
-                // O_NONBLOCK: opening a FIFO planted in the tree must not block the host thread
-                // (a timeout cannot interrupt a host call); non-files are refused just below.
-                let mut opts = cap_std::fs::OpenOptions::new();
-                opts.read(true);
-                cap_std::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NONBLOCK | libc::O_CLOEXEC);
-                let f = dir.open_with(path.as_str(), &opts).map_err(|e| io_code(&e))?;
+                let fd = beneath::open(dir.as_fd(), path.as_str(), Want::File)?;
+                let f = File::from(fd);
                 let meta = f.metadata().map_err(|e| io_code(&e))?;
                 if !meta.is_file() {
                     return Err(ErrorCode::NotFound);
                 }
-                Ok(Dataset { name: name.into(), len: meta.len(), backing: Backing::File(Arc::new(f.into_std())) })
+                Ok(Dataset { name: name.into(), len: meta.len(), backing: Backing::File(Arc::new(f)) })
             }
         }
     }
 
-    /// Every granted file, in name order.
+    /// Every granted file, in name order (at most [`MAX_LIST`]).
     pub fn list(&self) -> Vec<DatasetInfo> {
+        self.list_until(&Interrupt::never())
+    }
+
+    /// [`list`](Self::list) on a guest's behalf: only the granted subtrees of a mount are
+    /// walked, and the walk stops when `interrupt` is raised (the guest's time is up) or
+    /// [`MAX_LIST`] files were found.
+    pub fn list_until(&self, interrupt: &Interrupt) -> Vec<DatasetInfo> {
         let mut out = Vec::new();
         match &*self.source {
             Source::Empty => {}
             Source::Famfs(fs) => {
                 for f in fs.namespace().files() {
+                    if out.len() >= MAX_LIST {
+                        break;
+                    }
                     if self.granted(&f.path) {
                         out.push(DatasetInfo { name: f.path.to_string(), len: f.size });
                     }
                 }
             }
-            Source::Mount { dir, .. } => walk(dir, None, &mut |p, len| {
-                if self.granted(&p) {
-                    out.push(DatasetInfo { name: p.to_string(), len });
+            Source::Mount { dir, .. } => {
+                let mut walk = Walk { out: &mut out, interrupt };
+                for grant in &self.grants {
+                    match grant {
+                        Grant::Everything => walk.dir(dir.as_fd(), None),
+                        Grant::Under(p) => walk.granted(dir.as_fd(), p),
+                    }
                 }
-            }),
+            }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out.dedup();
@@ -299,40 +322,78 @@ impl Catalog {
     }
 }
 
-/// Maps an I/O error from cap-std to the WIT code: escapes (cap-std answers those with
-/// PermissionDenied) are `not-permitted`.
+/// Most entries [`Catalog::list`] returns: the list is built in host memory on the guest's
+/// behalf, so it is bounded (a guest opens any further dataset by name).
+pub const MAX_LIST: usize = 65536;
+
+/// A walk of a mount's granted subtrees that follows no symbolic link.
+struct Walk<'a> {
+    out: &'a mut Vec<DatasetInfo>,
+    interrupt: &'a Interrupt,
+}
+
+impl Walk<'_> {
+    fn done(&self) -> bool {
+        self.out.len() >= MAX_LIST || self.interrupt.is_raised()
+    }
+
+    /// The grant `p`: a file, or a directory walked whole.
+    fn granted(&mut self, root: BorrowedFd<'_>, p: &RelPath) {
+        if let Ok(fd) = beneath::open(root, p.as_str(), Want::Dir) {
+            self.dir(fd.as_fd(), Some(p));
+        } else if let Ok(fd) = beneath::open(root, p.as_str(), Want::File) {
+            let f = File::from(fd);
+            if let Some(m) = f.metadata().ok().filter(|m| m.is_file()) {
+                self.out.push(DatasetInfo { name: p.to_string(), len: m.len() });
+            }
+        }
+    }
+
+    /// Regular files below the directory `fd` (whose path is `prefix`), skipping names that
+    /// are not valid famfs paths (`.meta` among them) and symbolic links.
+    fn dir(&mut self, fd: BorrowedFd<'_>, prefix: Option<&RelPath>) {
+        // A readable descriptor of the directory itself (the mount's root is held `O_PATH`).
+        let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+        let Ok(readable) = rustix::fs::openat(fd, ".", flags, rustix::fs::Mode::empty()) else { return };
+        let Ok(entries) = rustix::fs::Dir::read_from(&readable) else { return };
+        for entry in entries {
+            if self.done() {
+                return;
+            }
+            let Ok(entry) = entry else { return };
+            let Ok(name) = entry.file_name().to_str() else { continue };
+            if name == "." || name == ".." {
+                continue;
+            }
+            let Ok(path) = (match prefix {
+                None => RelPath::from_log(name),
+                Some(p) => p.join(name),
+            }) else {
+                continue;
+            };
+            // The entry itself, not what a link names (d_type may also be unknown).
+            let Ok(st) = rustix::fs::statat(fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) else { continue };
+            match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                rustix::fs::FileType::Directory => {
+                    if let Ok(sub) = beneath::open(fd, name, Want::Dir) {
+                        self.dir(sub.as_fd(), Some(&path));
+                    }
+                }
+                rustix::fs::FileType::RegularFile => {
+                    self.out.push(DatasetInfo { name: path.to_string(), len: st.st_size as u64 });
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Maps an I/O error to the WIT code.
 fn io_code(e: &std::io::Error) -> ErrorCode {
     match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => ErrorCode::NotFound,
         std::io::ErrorKind::PermissionDenied => ErrorCode::NotPermitted,
         _ if e.raw_os_error() == Some(libc::ELOOP) => ErrorCode::NotPermitted,
         _ => ErrorCode::Io,
-    }
-}
-
-/// Regular files below `dir`, not following symbolic links, skipping names that are not valid
-/// famfs-style paths.
-fn walk(dir: &cap_std::fs::Dir, prefix: Option<&RelPath>, f: &mut dyn FnMut(RelPath, u64)) {
-    let Ok(entries) = dir.entries() else { return };
-    for e in entries.flatten() {
-        let Ok(name) = e.file_name().into_string() else {
-            continue;
-        };
-        let Ok(path) = (match prefix {
-            None => RelPath::from_log(&name),
-            Some(p) => p.join(&name),
-        }) else {
-            continue;
-        };
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            if let Ok(sub) = e.open_dir() {
-                walk(&sub, Some(&path), f);
-            }
-        } else if ft.is_file()
-            && let Ok(m) = e.metadata()
-        {
-            f(path, m.len());
-        }
     }
 }

@@ -14,7 +14,9 @@
 use crate::catalog::{Catalog, Dataset};
 use crate::error::ErrorCode;
 use crate::guest_memory::GuestMemory;
-use crate::mapper::{LinearMemory, Mapper};
+use crate::interrupt::Interrupt;
+use crate::limits::{HostLimits, MAX_READ};
+use crate::mapper::{LinearMemory, Mapper, MapperError};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 /// Generated from `wit/` (documented there).
@@ -47,28 +49,36 @@ pub struct ComponentHost {
     table: ResourceTable,
     mapper: Mapper,
     memories: Vec<GuestMemory>,
-    /// Largest `read` served: the guest's memory limit (the list must fit in its memory).
-    max_read: u64,
+    limits: HostLimits,
+    /// Datasets open now (the table also holds mappings).
+    open: usize,
+    interrupt: Interrupt,
 }
 
 impl ComponentHost {
-    /// A guest's view of `catalog`, nothing open yet and no memory known.
-    pub fn new(catalog: Catalog) -> ComponentHost {
-        ComponentHost {
+    /// A guest's view of `catalog` under `limits`, nothing open yet and no memory known; fails
+    /// when the process cannot reserve the guard slots `limits` promise this guest.
+    pub fn new(catalog: Catalog, limits: HostLimits) -> Result<ComponentHost, MapperError> {
+        Ok(ComponentHost {
             catalog,
             table: ResourceTable::new(),
-            mapper: Mapper::new(),
+            mapper: Mapper::new(limits.map)?,
             memories: Vec::new(),
-            max_read: u64::from(u32::MAX),
-        }
+            limits,
+            open: 0,
+            interrupt: Interrupt::never(),
+        })
     }
 
-    /// Refuses (`no-address-space`) `read` requests longer than `limit` bytes before any host
-    /// buffer is allocated; the runtime passes the guest's memory limit, which such a list could
-    /// not fit in anyway.
-    pub fn with_read_limit(mut self, limit: u64) -> ComponentHost {
-        self.max_read = limit;
-        self
+    /// Whether one of the guest's mappings has seen a media error (polled every epoch tick).
+    pub fn has_media_error(&self) -> bool {
+        self.mapper.has_fault()
+    }
+
+    /// Stops long host work (populating a mapping, walking a tree) when `interrupt` is raised.
+    pub fn set_interrupt(&mut self, interrupt: Interrupt) {
+        self.mapper.set_interrupt(interrupt.clone());
+        self.interrupt = interrupt;
     }
 
     /// Tells the host which memories instantiation created
@@ -142,16 +152,22 @@ impl types::Host for &mut ComponentHost {}
 
 impl catalog::Host for &mut ComponentHost {
     fn open(&mut self, name: String) -> Trappable<Result<Resource<Dataset>, types::ErrorCode>> {
-        let r = self.catalog.open(&name);
+        let r =
+            if self.open >= self.limits.max_open { Err(ErrorCode::NoAddressSpace) } else { self.catalog.open(&name) };
         tracing::debug!(name, ok = r.is_ok(), "catalog.open");
         match r {
-            Ok(d) => Ok(Ok(self.table.push(d)?)),
+            Ok(d) => {
+                let handle = self.table.push(d)?;
+                self.open += 1;
+                Ok(Ok(handle))
+            }
             Err(e) => Ok(Err(code(e))),
         }
     }
 
     fn list(&mut self) -> Trappable<Vec<types::DatasetInfo>> {
-        Ok(self.catalog.list().into_iter().map(|i| types::DatasetInfo { name: i.name, len: i.len }).collect())
+        let infos = self.catalog.list_until(&self.interrupt);
+        Ok(infos.into_iter().map(|i| types::DatasetInfo { name: i.name, len: i.len }).collect())
     }
 }
 
@@ -170,12 +186,12 @@ impl catalog::HostDataset for &mut ComponentHost {
             return Ok(Err(types::ErrorCode::InvalidArgument));
         }
         // A host buffer here: wasmtime copies it into memory from the guest's `cabi_realloc`.
-        // Its size is bounded by the request, the dataset and the guest's memory limit.
+        // It is at most MAX_READ bytes; the guest asks again for the rest.
         let n = u64::from(len).min(d.len() - offset);
-        if n > self.max_read {
+        if n > self.limits.max_memory {
             return Ok(Err(types::ErrorCode::NoAddressSpace));
         }
-        let n = n as usize;
+        let n = (n as u32).min(MAX_READ) as usize;
         let mut buf = vec![0u8; n];
         Ok(match d.read_at(offset, &mut buf) {
             Ok(got) => {
@@ -221,6 +237,7 @@ impl catalog::HostDataset for &mut ComponentHost {
 
     fn drop(&mut self, d: Resource<Dataset>) -> Trappable<()> {
         self.table.delete(d)?;
+        self.open -= 1;
         Ok(())
     }
 }

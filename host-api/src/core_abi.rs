@@ -21,7 +21,9 @@
 use crate::catalog::{Catalog, Dataset};
 use crate::error::ErrorCode;
 use crate::handles::HandleTable;
-use crate::mapper::{LinearMemory, Mapper, MediaError};
+use crate::interrupt::Interrupt;
+use crate::limits::{HostLimits, MAX_READ};
+use crate::mapper::{LinearMemory, Mapper, MapperError, MediaError};
 use wasmtime::{AsContext, Caller, Linker, Memory, Result, TypedFunc, bail};
 
 /// The import module name.
@@ -34,27 +36,33 @@ pub struct DatasetHost {
     /// Mapping handle → guest address of the mapping.
     mappings: HandleTable<u32>,
     mapper: Mapper,
-    /// Largest `read` served (the guest's memory limit).
-    max_read: u64,
+    limits: HostLimits,
+    interrupt: Interrupt,
 }
 
 impl DatasetHost {
-    /// A guest's view of `catalog`, nothing open yet.
-    pub fn new(catalog: Catalog) -> DatasetHost {
-        DatasetHost {
+    /// A guest's view of `catalog` under `limits`, nothing open yet; fails when the process
+    /// cannot reserve the guard slots `limits` promise this guest.
+    pub fn new(catalog: Catalog, limits: HostLimits) -> std::result::Result<DatasetHost, MapperError> {
+        Ok(DatasetHost {
             catalog,
             datasets: HandleTable::default(),
             mappings: HandleTable::default(),
-            mapper: Mapper::new(),
-            max_read: u64::from(u32::MAX),
-        }
+            mapper: Mapper::new(limits.map)?,
+            limits,
+            interrupt: Interrupt::never(),
+        })
     }
 
-    /// Answers `read` requests longer than `limit` bytes with `no-address-space`, as the
-    /// component path does; the runtime passes the guest's memory limit.
-    pub fn with_read_limit(mut self, limit: u64) -> DatasetHost {
-        self.max_read = limit;
-        self
+    /// Whether one of the guest's mappings has seen a media error (polled every epoch tick).
+    pub fn has_media_error(&self) -> bool {
+        self.mapper.has_fault()
+    }
+
+    /// Stops long host work (populating a mapping, walking a tree) when `interrupt` is raised.
+    pub fn set_interrupt(&mut self, interrupt: Interrupt) {
+        self.mapper.set_interrupt(interrupt.clone());
+        self.interrupt = interrupt;
     }
 
     /// The mapper (metrics, faults).
@@ -102,11 +110,16 @@ fn write<T>(caller: &mut Caller<'_, T>, mem: &Memory, ptr: u32, bytes: &[u8], al
     Ok(())
 }
 
-fn read_string<T>(caller: &mut Caller<'_, T>, mem: &Memory, ptr: u32, len: u32) -> Result<String> {
+/// Reads a string argument of at most `max` bytes: `None` when it is longer (nothing is read,
+/// and nothing allocated, for a longer one).
+fn read_string<T>(caller: &mut Caller<'_, T>, mem: &Memory, ptr: u32, len: u32, max: usize) -> Result<Option<String>> {
     check_range(mem, &mut *caller, ptr, u64::from(len), 1)?;
+    if len as usize > max {
+        return Ok(None);
+    }
     let mut buf = vec![0u8; len as usize];
     mem.read(caller, ptr as usize, &mut buf)?;
-    String::from_utf8(buf).or_else(|_| trap("a string argument is not valid UTF-8"))
+    String::from_utf8(buf).map(Some).or_else(|_| trap("a string argument is not valid UTF-8"))
 }
 
 /// Calls the guest's `cabi_realloc(0, 0, align, size)` and checks what it returns.
@@ -163,15 +176,23 @@ fn dataset<T: DatasetView>(caller: &mut Caller<'_, T>, handle: u32) -> Result<Da
 pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker<T>) -> Result<()> {
     linker.func_wrap(MODULE, "open", |mut c: Caller<'_, T>, ptr: u32, len: u32, ret: u32| -> Result<()> {
         let mem = memory(&mut c)?;
-        let name = read_string(&mut c, &mem, ptr, len)?;
+        // No famfs name is longer; a longer one is refused unread, as the catalog refuses it.
+        let Some(name) = read_string(&mut c, &mem, ptr, len, famfs::log::MAX_PATH_LEN)? else {
+            return write_result_u32(&mut c, &mem, ret, Err(ErrorCode::NotPermitted));
+        };
         let host = c.data_mut().dataset_host();
-        let r = host.catalog.open(&name).and_then(|d| host.datasets.insert(d).ok_or(ErrorCode::Io));
+        let r = if host.datasets.len() >= host.limits.max_open {
+            Err(ErrorCode::NoAddressSpace)
+        } else {
+            host.catalog.open(&name).and_then(|d| host.datasets.insert(d).ok_or(ErrorCode::NoAddressSpace))
+        };
         tracing::debug!(name, ok = r.is_ok(), "catalog.open");
         write_result_u32(&mut c, &mem, ret, r)
     })?;
     linker.func_wrap(MODULE, "list", |mut c: Caller<'_, T>, ret: u32| -> Result<()> {
         let mem = memory(&mut c)?;
-        let infos = c.data_mut().dataset_host().catalog.list();
+        let host = c.data_mut().dataset_host();
+        let infos = host.catalog.list_until(&host.interrupt);
         let mut elems = Vec::with_capacity(infos.len() * 16);
         for info in &infos {
             let (p, l) = lower_string(&mut c, &mem, &info.name)?;
@@ -211,12 +232,13 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
                 return write(&mut c, &mem, ret, &out, 4);
             }
             let n = u64::from(len).min(d.len() - offset);
-            if n > c.data_mut().dataset_host().max_read {
+            if n > c.data_mut().dataset_host().limits.max_memory {
                 out[0] = 1;
                 out[4] = ErrorCode::NoAddressSpace as u8;
                 return write(&mut c, &mem, ret, &out, 4);
             }
-            let n = n as u32;
+            // At most MAX_READ a call, so no call keeps the host busy for long.
+            let n = (n as u32).min(MAX_READ);
             let ptr = realloc(&mut c, &mem, 1, n)?;
             // Read straight into guest memory: no host buffer, and the guest's memory limit
             // bounds the size. A private dataset mapping there takes the write harmlessly.

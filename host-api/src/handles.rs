@@ -55,6 +55,25 @@ impl<T> HandleTable<T> {
         self.slots[i].1.take()
     }
 
+    /// How many handles are live.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Whether no handle is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The live handles, in slot order.
+    pub fn handles(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, v))| v.is_some())
+            .map(|(i, (generation, _))| (generation << INDEX_BITS) | (i as u32 + 1))
+    }
+
     /// Live values.
     pub fn values(&self) -> impl Iterator<Item = &T> {
         self.slots.iter().filter_map(|(_, v)| v.as_ref())
@@ -73,7 +92,10 @@ mod tests {
         assert_eq!(t.get(a), Some(&"a"));
         assert_eq!(t.remove(a), Some("a"));
         assert_eq!(t.remove(a), None, "double drop");
+        assert!(t.is_empty());
         let b = t.insert("b").unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.handles().collect::<Vec<_>>(), [b]);
         assert_ne!(a, b, "the reused slot has a new generation");
         assert_eq!(t.get(a), None);
         assert_eq!(t.get(b), Some(&"b"));

@@ -11,21 +11,32 @@
 //!   private. A store by the guest, by WASI (`fd_read` into the range) or by a host call's
 //!   output lands in a private copy of that page and never reaches the file; nothing in the
 //!   process can fault on a store there.
-//! - R4: every mapping is registered with the SIGBUS guard ([`crate::sigbus`]).
+//! - R4: every mapping is registered with the SIGBUS guard ([`crate::sigbus`]) in a slot the
+//!   guest reserved when its mapper was made, and [`Mapper::has_fault`] lets the runtime stop
+//!   the guest at the next epoch tick after a fault.
 //! - R5: the runtime configures memories that never move (`memory_may_move(false)`); mapped
 //!   ranges lie below the memory's current size, and memory never shrinks, so the guest's own
 //!   `memory.grow` only ever adds pages above them.
-//! - R6: unmapping replaces the range with anonymous zero pages; when the store is dropped
-//!   wasmtime unmaps the whole memory reservation, mappings included (the runtime never uses
-//!   the pooling allocator, whose slots outlive instances).
+//! - R6: unmapping replaces the range with anonymous zero pages made with the same flags as the
+//!   guest memory around them (`MAP_PRIVATE | MAP_NORESERVE`, read-write), so the kernel merges
+//!   them back into one mapping: however many windows a guest maps and unmaps, the process's
+//!   kernel mapping count returns to where it was. When the store is dropped wasmtime unmaps the
+//!   whole memory reservation, mappings included (the runtime never uses the pooling allocator,
+//!   whose slots outlive instances).
+
 //! - R7: a multi-extent or interleaved file is mapped piece by piece at consecutive addresses,
 //!   so the guest sees one contiguous range.
 //! - R8: a guest maps windows `(offset, len)` of files larger than its address space and
 //!   reuses the range after dropping a window.
+//!
+//! Process-wide resources are capped per guest ([`MapLimits`]): live mappings (each holds one
+//! SIGBUS guard slot, reserved up front) and kernel mappings (drawn from the process budget of
+//! [`crate::map_budget`]). A request past a cap fails with `no-address-space`.
 
 use crate::catalog::Dataset;
 use crate::error::ErrorCode;
-use crate::sigbus;
+use crate::interrupt::Interrupt;
+use crate::{map_budget, sigbus};
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
@@ -57,8 +68,33 @@ impl LinearMemory {
     }
 }
 
+/// What one guest may hold of the process's mapping resources.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapLimits {
+    /// Live dataset mappings (each holds one SIGBUS guard slot, reserved up front).
+    pub max_mappings: usize,
+    /// Kernel memory mappings (VMAs) its dataset mappings may occupy: one per file piece (an
+    /// extent, or a 2 MiB chunk of an interleaved file) plus two per mapping for splitting the
+    /// guest memory around it.
+    pub max_kernel_mappings: usize,
+}
+
+impl Default for MapLimits {
+    fn default() -> Self {
+        MapLimits { max_mappings: 256, max_kernel_mappings: 4096 }
+    }
+}
+
+/// Why a mapper cannot be made.
+pub type MapperError = sigbus::GuardError;
+
+/// Populate at most this much at a time, checking the interrupt in between.
+const POPULATE_CHUNK: usize = 64 << 20;
+
 /// One live mapping.
 struct Live {
+    /// Guest address.
+    at: u32,
     /// Bytes of the guest range replaced (the request rounded up to the host page).
     mapped_len: u64,
     /// Dataset bytes mapped.
@@ -66,6 +102,8 @@ struct Live {
     dataset: String,
     offset: u64,
     guard: sigbus::Registration,
+    /// Kernel mappings taken from the process budget for it.
+    charge: map_budget::Charge,
     host_start: usize,
 }
 
@@ -82,11 +120,18 @@ pub struct MediaError {
 }
 
 /// The live mappings of one guest instance, keyed by guest address.
-#[derive(Default)]
 pub struct Mapper {
     live: BTreeMap<u32, Live>,
+    /// Mappings whose range could not be given back (the zero fill failed): their file pages
+    /// stay, so they keep their guard slot and budget until the guest memory itself goes.
+    stuck: Vec<Live>,
     bytes_mapped: u64,
     faults: Vec<MediaError>,
+    limits: MapLimits,
+    /// Kernel mappings the live mappings hold.
+    kernel_mappings: usize,
+    slots: sigbus::Reservation,
+    interrupt: Interrupt,
 }
 
 fn host_page() -> u64 {
@@ -94,10 +139,36 @@ fn host_page() -> u64 {
 }
 
 impl Mapper {
-    /// No mappings.
-    pub fn new() -> Mapper {
+    /// No mappings yet; reserves `limits.max_mappings` SIGBUS guard slots (so this guest's
+    /// mappings can always be guarded, and no other guest can take them), failing when the
+    /// process has fewer left.
+    pub fn new(limits: MapLimits) -> Result<Mapper, MapperError> {
         sigbus::install();
-        Mapper::default()
+        Ok(Mapper {
+            live: BTreeMap::new(),
+            stuck: Vec::new(),
+            bytes_mapped: 0,
+            faults: Vec::new(),
+            limits,
+            kernel_mappings: 0,
+            slots: sigbus::reserve(limits.max_mappings)?,
+            interrupt: Interrupt::never(),
+        })
+    }
+
+    /// Stops long work on the guest's behalf (populating) when `interrupt` is raised.
+    pub fn set_interrupt(&mut self, interrupt: Interrupt) {
+        self.interrupt = interrupt;
+    }
+
+    /// The limits it enforces.
+    pub fn limits(&self) -> MapLimits {
+        self.limits
+    }
+
+    /// Kernel mappings the live mappings hold.
+    pub fn kernel_mappings(&self) -> usize {
+        self.kernel_mappings
     }
 
     /// Total dataset bytes ever mapped by this instance.
@@ -113,7 +184,9 @@ impl Mapper {
     /// Maps `dataset[offset .. offset + len]` at guest address `at`. Checks, in this order,
     /// each failing with `invalid-argument`: `len > 0`; `offset` and `at` 64 KiB-aligned;
     /// the range inside the dataset (no overflow); `at .. at + round_up(len, 64 KiB)` inside
-    /// the memory; no overlap with a live mapping.
+    /// the memory; no overlap with a live mapping. Then, each failing with `no-address-space`:
+    /// fewer than `max_mappings` live; the kernel mappings it needs within this guest's
+    /// `max_kernel_mappings` and within the process budget.
     pub fn map(
         &mut self,
         mem: LinearMemory,
@@ -136,21 +209,41 @@ impl Mapper {
         if end > mem.size as u64 {
             return bad;
         }
-        let overlaps = self.live.iter().any(|(&a, l)| {
-            let l_end = u64::from(a) + u64::from(l.len).div_ceil(WASM_PAGE) * WASM_PAGE;
-            u64::from(a) < end && u64::from(at) < l_end
+        // Stuck ranges (still file pages, see `unmap`) count as taken too.
+        let overlaps = self.live.values().chain(&self.stuck).any(|l| {
+            let l_end = u64::from(l.at) + u64::from(l.len).div_ceil(WASM_PAGE) * WASM_PAGE;
+            u64::from(l.at) < end && u64::from(at) < l_end
         });
         if overlaps {
             return bad;
         }
+        let no_room = |why: &str| {
+            tracing::debug!(dataset = dataset.name(), "dataset.map: no-address-space: {why}");
+            Err(ErrorCode::NoAddressSpace)
+        };
+        if self.live.len() >= self.limits.max_mappings {
+            return no_room("the guest holds max_mappings live mappings");
+        }
+        let pieces = dataset.pieces(offset, u64::from(len));
+        // One per piece, plus the two pieces of guest memory it may split off around it.
+        let needed = pieces.len() + 2;
+        if self.kernel_mappings + needed > self.limits.max_kernel_mappings {
+            return no_room("the guest's max_kernel_mappings would be exceeded");
+        }
+        let Some(charge) = map_budget::charge(needed) else {
+            return no_room("the process's kernel mapping budget is used up");
+        };
         let page = host_page();
         let mapped_len = u64::from(len).div_ceil(page) * page;
         // SAFETY: `at + mapped_len <= at + reserved <= mem.size` (checked above), so the address
         // is inside the accessible memory.
         let host_start = unsafe { mem.base.as_ptr().add(at as usize) } as usize;
-        let guard = sigbus::register(host_start, mapped_len as usize).map_err(|_| ErrorCode::NoAddressSpace)?;
+        let guard = match self.slots.register(host_start, mapped_len as usize) {
+            Ok(g) => g,
+            Err(e) => return no_room(&e.to_string()),
+        };
         let mut done = 0u64;
-        for piece in dataset.pieces(offset, u64::from(len)) {
+        for piece in pieces {
             let addr = host_start + piece.range_offset as usize;
             let plen = (piece.len.div_ceil(page) * page).min(mapped_len - piece.range_offset);
             // SAFETY: `addr .. addr + plen` lies inside `host_start .. host_start + mapped_len`,
@@ -171,22 +264,41 @@ impl Mapper {
             if let Err(e) = r {
                 tracing::warn!(dataset = dataset.name(), "mmap failed: {e}");
                 // Put anonymous memory back over whatever was replaced so far.
-                zero_fill(host_start, done.max(piece.range_offset));
+                let replaced = done.max(piece.range_offset);
+                if !zero_fill(host_start, replaced) {
+                    self.kernel_mappings += charge.count();
+                    let dataset = dataset.name().into();
+                    self.stuck.push(Live { at, mapped_len: replaced, len, dataset, offset, guard, charge, host_start });
+                }
                 return Err(ErrorCode::Io);
             }
             done = piece.range_offset + plen;
         }
         if populate {
-            // SAFETY: the range was just mapped above; MADV_POPULATE_READ only faults pages in
-            // (never MAP_POPULATE, which would copy a private map). Failure is harmless: the
-            // pages then fault in on first use.
-            let _ = unsafe {
-                rustix::mm::madvise(host_start as *mut _, mapped_len as usize, rustix::mm::Advice::LinuxPopulateRead)
-            };
+            self.populate(host_start, mapped_len as usize);
         }
         self.bytes_mapped += u64::from(len);
-        self.live.insert(at, Live { mapped_len, len, dataset: dataset.name().to_string(), offset, guard, host_start });
+        self.kernel_mappings += charge.count();
+        let dataset = dataset.name().to_string();
+        self.live.insert(at, Live { at, mapped_len, len, dataset, offset, guard, charge, host_start });
         Ok(at)
+    }
+
+    /// Faults `len` bytes at `start` in, `POPULATE_CHUNK` at a time, stopping early when the
+    /// invocation is interrupted (populating is only a head start: pages fault in on use).
+    fn populate(&self, start: usize, len: usize) {
+        let mut done = 0;
+        while done < len && !self.interrupt.is_raised() {
+            let n = POPULATE_CHUNK.min(len - done);
+            // SAFETY: `start .. start + len` was just mapped by `map`; MADV_POPULATE_READ only
+            // faults pages in (never MAP_POPULATE, which would copy a private map). Failure is
+            // harmless: the pages then fault in on first use.
+            let r = unsafe { rustix::mm::madvise((start + done) as *mut _, n, rustix::mm::Advice::LinuxPopulateRead) };
+            if r.is_err() {
+                return;
+            }
+            done += n;
+        }
     }
 
     /// Unmaps the mapping at `at`: its pages become anonymous zeros again. Returns whether a
@@ -196,8 +308,22 @@ impl Mapper {
             return false;
         };
         self.note_fault(&l);
-        zero_fill(l.host_start, l.mapped_len);
+        if zero_fill(l.host_start, l.mapped_len) {
+            self.kernel_mappings -= l.charge.count();
+        } else {
+            // The file pages are still there: keep them guarded (and counted) until the guest's
+            // memory goes with its store.
+            self.stuck.push(l);
+        }
         true
+    }
+
+    /// Whether any of this guest's mappings, live or unmapped, has seen a media error (cheap
+    /// enough for every epoch tick).
+    pub fn has_fault(&self) -> bool {
+        !self.faults.is_empty()
+            || self.live.values().any(|l| l.guard.fault().is_some())
+            || self.stuck.iter().any(|l| l.guard.fault().is_some())
     }
 
     /// Length in bytes of the mapping at `at`.
@@ -216,6 +342,7 @@ impl Mapper {
         let live: Vec<MediaError> = self
             .live
             .values()
+            .chain(&self.stuck)
             .filter_map(|l| {
                 l.guard.fault().map(|off| MediaError { dataset: l.dataset.clone(), offset: l.offset + off as u64 })
             })
@@ -226,24 +353,27 @@ impl Mapper {
     }
 }
 
-/// Replaces `[start, start + len)` with anonymous zero pages.
-fn zero_fill(start: usize, len: u64) {
+/// Replaces `[start, start + len)` with anonymous zero pages; false if it could not.
+fn zero_fill(start: usize, len: u64) -> bool {
     if len == 0 {
-        return;
+        return true;
     }
     // SAFETY: callers pass a range this mapper mapped inside a guest memory (so the runtime
     // owns it and nothing references it); mapping anonymous private memory over it restores
-    // what `memory.grow` had put there: zeroed read-write pages.
+    // what `memory.grow` had put there: zeroed read-write pages. NORESERVE, as wasmtime's and
+    // TrackingMemoryCreator's reservations are made, so the flags match the memory around the
+    // range and the kernel merges it back into one mapping.
     let r = unsafe {
         rustix::mm::mmap_anonymous(
             start as *mut _,
             len as usize,
             rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-            rustix::mm::MapFlags::FIXED | rustix::mm::MapFlags::PRIVATE,
+            rustix::mm::MapFlags::FIXED | rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::NORESERVE,
         )
     };
-    if let Err(e) = r {
+    if let Err(e) = &r {
         // Leaving a file mapping in place is still safe (private, read-only file); say so.
         tracing::error!("could not unmap a dataset range from guest memory: {e}");
     }
+    r.is_ok()
 }

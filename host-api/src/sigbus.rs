@@ -1,4 +1,4 @@
-//! The SIGBUS guard (DESIGN §5, R4).
+//! The SIGBUS guard (R4 in `docs/architecture.md`).
 //!
 //! # Contract
 //! A load from a file mapping raises SIGBUS when the page behind it is gone: the file was
@@ -8,47 +8,61 @@
 //!
 //! - [`install`] installs one process-wide handler (once; later calls do nothing) and keeps
 //!   the handler that was there before.
-//! - Each dataset mapping is [`register`]ed for as long as it exists. A fault inside a
-//!   registered range is repaired: the faulting page is replaced with an anonymous zero page
-//!   (`mmap(MAP_FIXED | MAP_ANONYMOUS)`, which is async-signal-safe), the first fault's offset
-//!   is recorded in the registration, and the faulting instruction is resumed, so it reads
-//!   zeros. The runtime checks [`Registration::fault`] after every guest call and fails the
-//!   invocation with a media error naming the dataset and offset: the zeros never become a
-//!   result.
-//! - A fault outside every registered range goes to the previous handler: called directly
-//!   when it is a function; when it was the default action (or ignore), the default action is
-//!   restored and the faulting instruction re-runs, so the process dies with SIGBUS as it
-//!   would have without the guard.
-//! - The registry is a fixed array of atomics, so the handler takes no lock and allocates
-//!   nothing. At most [`MAX_REGISTRATIONS`] mappings can be guarded at once; [`register`]
-//!   fails beyond that and the mapper then refuses the mapping.
+//! - Each dataset mapping is [`Reservation::register`]ed for as long as it exists, in a slot a
+//!   guest [`reserve`]d for itself beforehand: one guest can never take the slots another
+//!   needs, and the table holds [`CAPACITY`] slots, enough for every concurrent guest's cap
+//!   (the runtime checks its concurrency × the per-guest cap against it).
+//! - A fault that the kernel raised (`si_code > 0`) inside a registered range is repaired by
+//!   replacing **the whole registered range** with anonymous zero pages, in one
+//!   `mmap(MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)` (async-signal-safe). The
+//!   range is exactly the pages the mapper mapped, whole kernel mappings, so the replacement
+//!   splits nothing: it merges them into one anonymous mapping, which merges with the guest
+//!   memory around it. It never needs a new kernel mapping, even at `vm.max_map_count`, and the
+//!   runtime keeps a headroom below that limit besides ([`crate::map_budget`]). The first
+//!   fault's offset is recorded in the slot and the faulting instruction resumes, reading zeros;
+//!   the runtime polls [`Registration::fault`] at every epoch tick and stops the invocation with
+//!   a media error naming the dataset and offset, so the zeros never become a result.
+//! - The handler never loops. Should the replacement fail all the same, the range is made
+//!   `PROT_NONE` (a wasm load from it then traps with an out-of-bounds access, which wasmtime
+//!   handles); should that fail too, the default action is restored and the process dies with
+//!   SIGBUS, as it would have unguarded. It never returns to a load that will fault again.
+//! - A fault outside every registered range, or one sent by a process (`kill`, `sigqueue`:
+//!   `si_code <= 0`), goes to the previous handler: called directly when it is a function; when
+//!   it was the default action (or ignore), the default action is restored and the faulting
+//!   instruction re-runs, so the process dies with SIGBUS as it would have without the guard.
+//! - Each slot packs its range (start page and length in pages) into one atomic word, so the
+//!   handler reads a registration whole or not at all: a concurrent teardown on another thread
+//!   can never make it see one registration's start with another's end. It takes no lock and
+//!   allocates nothing.
 
 use std::mem::MaybeUninit;
-use std::sync::Once;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 
-/// How many mappings can be guarded at once, across all stores of the process.
-pub const MAX_REGISTRATIONS: usize = 4096;
+/// How many mappings can be guarded at once, across all guests of the process.
+pub const CAPACITY: usize = 16384;
+
+/// Bits of a slot's word that hold the range's length in pages (the rest hold its first page):
+/// 2^22 pages of 4 KiB is 16 GiB, more than a 32-bit guest can map.
+const LEN_BITS: u32 = 22;
 
 struct Slot {
     /// Claimed by a registration.
     used: AtomicBool,
-    start: AtomicUsize,
-    /// One past the end; 0 while the slot is being set up or torn down, so the handler
-    /// never matches a half-written slot.
-    end: AtomicUsize,
+    /// `start_page << LEN_BITS | len_pages`; 0 while the slot is free, being set up or torn
+    /// down, so the handler never matches a half-written slot.
+    range: AtomicU64,
     /// Offset of the first fault within the range, plus one; 0 = none.
     fault: AtomicUsize,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
-const EMPTY: Slot = Slot {
-    used: AtomicBool::new(false),
-    start: AtomicUsize::new(0),
-    end: AtomicUsize::new(0),
-    fault: AtomicUsize::new(0),
-};
-static SLOTS: [Slot; MAX_REGISTRATIONS] = [EMPTY; MAX_REGISTRATIONS];
+const EMPTY: Slot = Slot { used: AtomicBool::new(false), range: AtomicU64::new(0), fault: AtomicUsize::new(0) };
+static SLOTS: [Slot; CAPACITY] = [EMPTY; CAPACITY];
+/// One past the highest slot ever claimed: the handler scans no further.
+static HIGH: AtomicUsize = AtomicUsize::new(0);
+/// Slots promised to guests by [`reserve`] and not yet given back.
+static RESERVED: AtomicUsize = AtomicUsize::new(0);
 
 /// The handler that was installed before ours; written once, before ours is installed.
 struct Previous(std::cell::UnsafeCell<MaybeUninit<libc::sigaction>>);
@@ -78,30 +92,112 @@ pub fn install() {
     });
 }
 
+/// Why a range cannot be guarded.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    /// The guest already guards as many mappings as it reserved slots for.
+    #[error("this guest already has {0} live dataset mappings, its limit")]
+    GuestFull(usize),
+    /// The slots of the process are all promised to other guests.
+    #[error("the process's {CAPACITY} SIGBUS guard slots are all reserved by running guests")]
+    ProcessFull,
+    /// The range cannot be described in a slot (an address beyond 2^54, or longer than 16 GiB).
+    #[error("the range {start:#x}+{len:#x} cannot be guarded")]
+    Unrepresentable {
+        /// Start address.
+        start: usize,
+        /// Length.
+        len: usize,
+    },
+}
+
+/// Slots promised to one guest: at most `limit` of its mappings can be guarded at once, and
+/// those always can. Gives the slots back when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    limit: usize,
+    /// This guest's live registrations (each decrements it when dropped).
+    live: Arc<AtomicUsize>,
+}
+
+/// Promises `n` guard slots to one guest; fails when the other guests' promises leave fewer.
+pub fn reserve(n: usize) -> Result<Reservation, GuardError> {
+    let mut cur = RESERVED.load(Ordering::Relaxed);
+    loop {
+        let next = cur.checked_add(n).filter(|&t| t <= CAPACITY).ok_or(GuardError::ProcessFull)?;
+        match RESERVED.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return Ok(Reservation { limit: n, live: Arc::new(AtomicUsize::new(0)) }),
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// Slots not promised to any guest.
+pub fn unreserved() -> usize {
+    CAPACITY - RESERVED.load(Ordering::Acquire)
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // Registrations that outlive their reservation (the mapper drops them first) still
+        // hold their slots; the promise goes back now, and the slots when they are dropped.
+        RESERVED.fetch_sub(self.limit, Ordering::AcqRel);
+    }
+}
+
 /// A guarded range; unregistered when dropped.
 #[derive(Debug)]
 pub struct Registration {
     slot: usize,
     start: usize,
+    live: Arc<AtomicUsize>,
 }
 
-/// All guard slots are in use.
-#[derive(Debug, thiserror::Error)]
-#[error("too many live dataset mappings in this process (at most {MAX_REGISTRATIONS})")]
-pub struct GuardFull;
+fn page_shift() -> u32 {
+    rustix::param::page_size().trailing_zeros()
+}
 
-/// Guards `[start, start + len)`. [`install`] must have been called.
-pub fn register(start: usize, len: usize) -> Result<Registration, GuardFull> {
-    for (i, s) in SLOTS.iter().enumerate() {
-        if s.used.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-            s.fault.store(0, Ordering::Relaxed);
-            s.start.store(start, Ordering::Relaxed);
-            // Publishing `end` last makes the slot visible to the handler.
-            s.end.store(start + len, Ordering::Release);
-            return Ok(Registration { slot: i, start });
+/// The slot word for `[start, start + len)`, both page-aligned, or `None` if it does not fit.
+fn pack(start: usize, len: usize) -> Option<u64> {
+    let shift = page_shift();
+    let (start_page, len_pages) = ((start >> shift) as u64, (len >> shift) as u64);
+    let fits = len_pages > 0 && len_pages < (1 << LEN_BITS) && start_page < (1 << (64 - LEN_BITS));
+    fits.then_some((start_page << LEN_BITS) | len_pages)
+}
+
+/// `(start, len)` of a slot word.
+fn unpack(word: u64) -> (usize, usize) {
+    let shift = page_shift();
+    (((word >> LEN_BITS) as usize) << shift, ((word & ((1 << LEN_BITS) - 1)) as usize) << shift)
+}
+
+impl Reservation {
+    /// Guards `[start, start + len)` (page-aligned) in one of this guest's slots. [`install`]
+    /// must have been called.
+    pub fn register(&mut self, start: usize, len: usize) -> Result<Registration, GuardError> {
+        if self.live.load(Ordering::Acquire) >= self.limit {
+            return Err(GuardError::GuestFull(self.limit));
         }
+        let word = pack(start, len).ok_or(GuardError::Unrepresentable { start, len })?;
+        // A free slot exists: every reservation's live registrations are within its limit, and
+        // the limits add up to at most CAPACITY.
+        for (i, s) in SLOTS.iter().enumerate() {
+            if s.used.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                s.fault.store(0, Ordering::Relaxed);
+                HIGH.fetch_max(i + 1, Ordering::AcqRel);
+                // Publishing the range last makes the slot visible to the handler.
+                s.range.store(word, Ordering::Release);
+                self.live.fetch_add(1, Ordering::AcqRel);
+                return Ok(Registration { slot: i, start, live: self.live.clone() });
+            }
+        }
+        Err(GuardError::ProcessFull)
     }
-    Err(GuardFull)
+
+    /// How many of this guest's ranges are guarded now.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
 }
 
 impl Registration {
@@ -122,45 +218,23 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let s = &SLOTS[self.slot];
-        s.end.store(0, Ordering::Release);
-        s.start.store(0, Ordering::Relaxed);
+        s.range.store(0, Ordering::Release);
         s.used.store(false, Ordering::Release);
+        self.live.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-fn page_size() -> usize {
-    rustix::param::page_size()
-}
-
 extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers; for SIGBUS `si_addr`
-    // is the faulting address.
-    let addr = unsafe { (*info).si_addr() } as usize;
-    for s in &SLOTS {
-        let end = s.end.load(Ordering::Acquire);
-        if end == 0 {
-            continue;
-        }
-        let start = s.start.load(Ordering::Relaxed);
-        if addr >= start && addr < end {
-            let page = addr & !(page_size() - 1);
-            // SAFETY: `page` lies in a registered mapping the mapper placed inside a guest's
-            // linear memory; replacing that one page with anonymous zeroed memory is exactly
-            // what unmapping does, and `mmap` is async-signal-safe. If it fails, the
-            // instruction faults again and the process dies, as it would have unguarded.
-            unsafe {
-                libc::mmap(
-                    page as *mut libc::c_void,
-                    page_size(),
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                );
-            }
-            let _ = s.fault.compare_exchange(0, addr - start + 1, Ordering::AcqRel, Ordering::Relaxed);
-            return;
-        }
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    // Only a fault the kernel raised names a faulting address; a SIGBUS sent by a process
+    // (si_code <= 0) carries whatever address the sender chose.
+    if code > 0
+        && let Some((slot, start, len)) = registered(addr)
+    {
+        let _ = SLOTS[slot].fault.compare_exchange(0, addr - start + 1, Ordering::AcqRel, Ordering::Relaxed);
+        repair(start, len);
+        return;
     }
     // Not ours: hand it to whoever was there before.
     // SAFETY: PREVIOUS was fully written before this handler was installed (see `install`).
@@ -172,16 +246,139 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
             unsafe { std::mem::transmute(handler) };
         f(sig, info, ctx);
     } else if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-        // SAFETY: restoring the default disposition; returning re-runs the faulting
-        // instruction, which then terminates the process with SIGBUS.
-        unsafe {
-            let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(libc::SIGBUS, &act, std::ptr::null_mut());
-        }
+        die_on_return();
     } else {
         // SAFETY: a plain (non-SA_SIGINFO) handler takes the signal number only.
         let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
         f(sig);
+    }
+}
+
+/// The registration covering `addr`, as (slot, start, len): each slot's range is read in one
+/// atomic load, so it is a range some registration had, never one made of two. Called from the
+/// signal handler: no lock, no allocation, one bounded pass.
+fn registered(addr: usize) -> Option<(usize, usize, usize)> {
+    let high = HIGH.load(Ordering::Acquire).min(CAPACITY);
+    for (i, s) in SLOTS[..high].iter().enumerate() {
+        let word = s.range.load(Ordering::Acquire);
+        if word == 0 {
+            continue;
+        }
+        let (start, len) = unpack(word);
+        if addr >= start && addr < start + len {
+            return Some((i, start, len));
+        }
+    }
+    None
+}
+
+/// Makes the registered range `[start, start + len)` safe to resume on: anonymous zeros, else
+/// `PROT_NONE`, else the process dies on return. Three system calls at most; no loop.
+fn repair(start: usize, len: usize) {
+    // SAFETY: `start .. start + len` is a registered range: pages the mapper mapped inside a
+    // guest's linear memory, which the runtime owns and nothing outside the guest's own store
+    // references. Replacing them with anonymous zeroed read-write memory is what unmapping does
+    // (same flags as the guest memory around them, so the kernel merges them back), and `mmap`
+    // is async-signal-safe. The slot's range was loaded in one atomic read, so it is the range
+    // of a single registration as it was when the fault was matched.
+    let replaced = unsafe {
+        libc::mmap(
+            start as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if replaced != libc::MAP_FAILED {
+        return;
+    }
+    // SAFETY: the same range as above; PROT_NONE changes no mapping's extent (the range is whole
+    // kernel mappings), so it needs no new one. A wasm load from it then traps in wasmtime's
+    // own SIGSEGV handler instead of faulting here again.
+    if unsafe { libc::mprotect(start as *mut libc::c_void, len, libc::PROT_NONE) } == 0 {
+        return;
+    }
+    die_on_return();
+}
+
+/// Restores the default SIGBUS action: the faulting instruction re-runs on return and the
+/// process dies with SIGBUS, as it would have without the guard.
+fn die_on_return() {
+    // SAFETY: a zeroed sigaction with SIG_DFL is a valid argument; `sigaction` is
+    // async-signal-safe.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(libc::SIGBUS, &act, std::ptr::null_mut());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_word_holds_a_range_whole() {
+        let page = rustix::param::page_size();
+        for (start, len) in [(page, page), (0x7fff_0000_0000, 4 << 30), (0x5555_5555_0000, 65536)] {
+            let w = pack(start, len).unwrap();
+            assert_ne!(w, 0);
+            assert_eq!(unpack(w), (start, len));
+        }
+        assert!(pack(page, 0).is_none(), "an empty range");
+        assert!(pack(page, 1 << (LEN_BITS + page_shift())).is_none(), "too long");
+        assert!(pack(usize::MAX & !(page - 1), page).is_none(), "too high");
+    }
+
+    /// Defect 9: the handler used to read a slot's end and then its start, so a registration
+    /// torn down and replaced on another thread in between could match a range made of two
+    /// registrations (the end of one above `target`, the start of the next below it) and take a
+    /// fault that was not its own. Another thread churns such registrations while this one looks
+    /// `target` up two million times, as the handler does: no lookup ever matches them.
+    #[test]
+    fn a_lookup_never_sees_a_range_made_of_two_registrations() {
+        let page = rustix::param::page_size();
+        let target = 0x7100_0000_0000usize;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut churner = reserve(1).unwrap();
+        let first = churner.register(target + page, page).unwrap();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut r = Some(first);
+            let mut n = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                drop(r.take());
+                let start = if n.is_multiple_of(2) { target - 2 * page } else { target + page };
+                r = Some(churner.register(start, page).unwrap());
+                n += 1;
+            }
+            n
+        });
+        let mut wrong = 0;
+        for _ in 0..2_000_000 {
+            if registered(target).is_some() {
+                wrong += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let churned = thread.join().unwrap();
+        assert_eq!(wrong, 0, "{wrong} of 2,000,000 lookups matched a range no registration had ({churned} churns)");
+    }
+
+    #[test]
+    fn a_guest_cannot_take_another_guests_slots() {
+        let mut mine = reserve(2).unwrap();
+        let page = rustix::param::page_size();
+        let a = mine.register(page * 16, page).unwrap();
+        let b = mine.register(page * 32, page).unwrap();
+        assert!(matches!(mine.register(page * 48, page), Err(GuardError::GuestFull(2))));
+        drop(a);
+        let c = mine.register(page * 48, page).unwrap();
+        assert_eq!(mine.live(), 2);
+        drop((b, c));
+        assert_eq!(mine.live(), 0);
+        assert!(matches!(reserve(CAPACITY + 1), Err(GuardError::ProcessFull)));
     }
 }

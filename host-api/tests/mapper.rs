@@ -1,7 +1,7 @@
 //! The mapper and the SIGBUS guard on real files, without wasm: a stand-in linear memory is an
 //! anonymous read-write mapping, as wasmtime's is.
 
-use famfs_host_api::mapper::{LinearMemory, Mapper, WASM_PAGE};
+use famfs_host_api::mapper::{LinearMemory, MapLimits, Mapper, WASM_PAGE};
 use famfs_host_api::{Catalog, ErrorCode};
 use std::path::Path;
 
@@ -67,7 +67,7 @@ fn maps_file_bytes_and_unmaps_to_zeros() {
     std::fs::write(dir.path().join("f.bin"), &bytes).unwrap();
     let ds = catalog(dir.path()).open("f.bin").unwrap();
     let mem = FakeMemory::new(64 << 20);
-    let mut m = Mapper::new();
+    let mut m = Mapper::new(MapLimits::default()).unwrap();
     let at = 16 * WASM_PAGE as u32;
     assert_eq!(m.map(mem.lm(), &ds, 0, bytes.len() as u32, at, true), Ok(at));
     assert_eq!(mem.bytes(at, bytes.len()), bytes);
@@ -93,7 +93,7 @@ fn bad_requests_are_invalid_arguments() {
     std::fs::write(dir.path().join("f.bin"), data(4 * WASM_PAGE as usize, 1)).unwrap();
     let ds = catalog(dir.path()).open("f.bin").unwrap();
     let mem = FakeMemory::new(16 << 20);
-    let mut m = Mapper::new();
+    let mut m = Mapper::new(MapLimits::default()).unwrap();
     let p = WASM_PAGE as u32;
     let inval = Err(ErrorCode::InvalidArgument);
     assert_eq!(m.map(mem.lm(), &ds, 0, 0, p, false), inval, "empty");
@@ -120,7 +120,7 @@ fn sigbus_on_a_truncated_file_is_caught_and_reported() {
     std::fs::write(&path, &bytes).unwrap();
     let ds = catalog(dir.path()).open("f.bin").unwrap();
     let mem = FakeMemory::new(16 << 20);
-    let mut m = Mapper::new();
+    let mut m = Mapper::new(MapLimits::default()).unwrap();
     let at = WASM_PAGE as u32;
     m.map(mem.lm(), &ds, 0, bytes.len() as u32, at, false).unwrap();
     assert_eq!(mem.bytes(at, 4096), bytes[..4096]);
@@ -169,4 +169,79 @@ fn catalog_grants_and_escapes() {
     )
     .unwrap();
     assert_eq!(c.open("a/fifo").err(), Some(ErrorCode::NotFound));
+}
+
+/// Defect 6: a symbolic link inside a granted directory used to open what it named, however
+/// ungranted (`data/l -> ../secret.bin`) or reserved (`data/sb -> ../.meta/.superblock`), while
+/// `list` skipped links. Links are now refused wherever they are on the path, and what `list`
+/// shows is exactly what `open` opens.
+#[test]
+fn symbolic_links_inside_the_tree_are_refused_and_list_agrees_with_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("data/sub")).unwrap();
+    std::fs::create_dir_all(root.join(".meta")).unwrap();
+    std::fs::create_dir_all(root.join("other")).unwrap();
+    std::fs::write(root.join("data/real.bin"), b"real").unwrap();
+    std::fs::write(root.join("data/sub/deep.bin"), b"deep").unwrap();
+    std::fs::write(root.join("secret.bin"), b"secret").unwrap();
+    std::fs::write(root.join(".meta/.superblock"), b"superblock").unwrap();
+    std::fs::write(root.join("other/x.bin"), b"other").unwrap();
+    let link = |target: &str, at: &str| std::os::unix::fs::symlink(target, root.join(at)).unwrap();
+    link("../secret.bin", "data/l");
+    link("../.meta/.superblock", "data/sb");
+    link("real.bin", "data/same");
+    link("../other", "data/dir");
+    link("sub", "data/subdir");
+    let mut c = Catalog::open_mount(root).unwrap();
+    c.grant("data").unwrap();
+    for name in ["data/l", "data/sb", "data/same", "data/dir/x.bin", "data/subdir/deep.bin"] {
+        assert_eq!(c.open(name).err(), Some(ErrorCode::NotPermitted), "{name} goes through a symbolic link");
+    }
+    assert_eq!(c.open("data/real.bin").unwrap().len(), 4);
+    assert_eq!(c.open("data/sub/deep.bin").unwrap().len(), 4);
+    let listed: Vec<(String, u64)> = c.list().into_iter().map(|i| (i.name, i.len)).collect();
+    assert_eq!(listed, [("data/real.bin".to_string(), 4), ("data/sub/deep.bin".to_string(), 4)]);
+    for (name, len) in &listed {
+        assert_eq!(c.open(name).unwrap().len(), *len, "{name}: listed, so it opens");
+    }
+    // Granting everything still never reaches .meta, through a link or by name.
+    let mut all = Catalog::open_mount(root).unwrap();
+    all.grant("/").unwrap();
+    assert!(all.list().iter().all(|i| !i.name.starts_with(".meta")), "{:?}", all.list());
+    assert_eq!(all.open(".meta/.superblock").err(), Some(ErrorCode::NotPermitted));
+    assert_eq!(all.open("data/sb").err(), Some(ErrorCode::NotPermitted));
+}
+
+/// Defect 10: `list` walked the whole mount, whatever the grant, on the guest's time. It now
+/// walks only the granted subtrees, and stops when the invocation is interrupted.
+#[test]
+fn list_walks_only_granted_subtrees_and_stops_when_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("small")).unwrap();
+    std::fs::write(root.join("small/a"), b"a").unwrap();
+    for d in 0..20 {
+        std::fs::create_dir_all(root.join(format!("big/{d}"))).unwrap();
+        for f in 0..50 {
+            std::fs::write(root.join(format!("big/{d}/{f}")), b"x").unwrap();
+        }
+    }
+    let mut c = Catalog::open_mount(root).unwrap();
+    c.grant("small").unwrap();
+    let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = polls.clone();
+    let interrupt = famfs_host_api::Interrupt::new(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        false
+    });
+    let names: Vec<String> = c.list_until(&interrupt).into_iter().map(|i| i.name).collect();
+    assert_eq!(names, ["small/a"]);
+    let visited = polls.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(visited < 10, "walked {visited} entries for a grant of one file's directory");
+    // Everything granted, but the time is up: the walk stops at once.
+    let mut all = Catalog::open_mount(root).unwrap();
+    all.grant("/").unwrap();
+    assert_eq!(all.list().len(), 1001);
+    assert!(all.list_until(&famfs_host_api::Interrupt::new(|| true)).is_empty());
 }

@@ -127,6 +127,17 @@ pub fn main() -> i32 {
     let verbosity =
         famfs::logging::Verbosity { default: famfs::logging::LevelFilter::WARN, verbose: cli.verbose, quiet: false };
     famfs::logging::init(verbosity, false);
+    // A panic in host code is caught per invocation (RunError::Host) and reported as one line;
+    // the panic's own report, with its backtrace, only with -v.
+    let default_hook = std::panic::take_hook();
+    let verbose = cli.verbose > 0;
+    std::panic::set_hook(Box::new(move |info| {
+        if verbose {
+            default_hook(info);
+        } else {
+            eprintln!("famfs-run: internal error: {}", info.to_string().replace('\n', " "));
+        }
+    }));
     match main_inner(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -43,6 +43,12 @@ impl ComponentView for ComponentState {
     }
 }
 
+impl run::MediaWatch for ComponentState {
+    fn media_fault(&self) -> bool {
+        self.host.has_media_error()
+    }
+}
+
 /// A compiled component, linked (lazily, once each) against WASI preview 2 with host-directory
 /// preopens, and against the same with `wasi:filesystem` served from the famfs image instead.
 pub(crate) struct ComponentProgram {
@@ -124,16 +130,14 @@ fn run_inner(
     let pre = program.pre(engine, famfs_dirs.is_some())?.clone();
     let component = &program.component;
     let wasi = run::wasi_builder(inv, pipes)?.build();
-    let state = ComponentState {
-        wasi,
-        table: ResourceTable::new(),
-        host: ComponentHost::new(inv.catalog.clone()).with_read_limit(inv.limits.max_memory),
-        limiter: Limiter::new(&inv.limits),
-        famfs_dirs,
-    };
+    let deadline = run::Deadline::of(inv);
+    let mut host = ComponentHost::new(inv.catalog.clone(), inv.limits.host()).map_err(run::no_guard_slots)?;
+    host.set_interrupt(deadline.interrupt());
+    let state =
+        ComponentState { wasi, table: ResourceTable::new(), host, limiter: Limiter::new(&inv.limits), famfs_dirs };
     let mut store = Store::new(engine.component_engine(), state);
     store.limiter(|s| &mut s.limiter);
-    run::limit_store(&mut store, engine, inv)?;
+    run::limit_store(&mut store, engine, inv, &deadline)?;
 
     let t0 = Instant::now();
     let r: wasmtime::Result<Returned> = match &inv.entry {

@@ -23,6 +23,12 @@ impl DatasetView for CoreState {
     }
 }
 
+impl run::MediaWatch for CoreState {
+    fn media_fault(&self) -> bool {
+        self.datasets.has_media_error()
+    }
+}
+
 /// A linker with WASI preview 1 and famfs:dataset, reusable across invocations.
 pub(crate) fn linker(engine: &SandboxEngine) -> wasmtime::Result<Linker<CoreState>> {
     let mut linker: Linker<CoreState> = Linker::new(engine.engine());
@@ -52,14 +58,13 @@ fn run_inner(
         return Err(RunError::NeedsComponent { needs: "WASI directories served from a famfs image".into() });
     }
     let wasi = run::wasi_builder(inv, pipes)?.build_p1();
-    let state = CoreState {
-        wasi,
-        datasets: DatasetHost::new(inv.catalog.clone()).with_read_limit(inv.limits.max_memory),
-        limiter: Limiter::new(&inv.limits),
-    };
+    let deadline = run::Deadline::of(inv);
+    let mut datasets = DatasetHost::new(inv.catalog.clone(), inv.limits.host()).map_err(run::no_guard_slots)?;
+    datasets.set_interrupt(deadline.interrupt());
+    let state = CoreState { wasi, datasets, limiter: Limiter::new(&inv.limits) };
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|h| &mut h.limiter);
-    run::limit_store(&mut store, engine, inv)?;
+    run::limit_store(&mut store, engine, inv, &deadline)?;
 
     let t0 = Instant::now();
     let instance = pre.instantiate(&mut store).map_err(|e| classify(e, &store, inv))?;

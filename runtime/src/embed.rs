@@ -69,6 +69,21 @@ pub enum EmbedError {
     /// Compiling or linking failed.
     #[error(transparent)]
     Load(#[from] RunError),
+    /// The concurrency and the per-guest mapping cap ask for more SIGBUS guard slots than the
+    /// process has.
+    #[error(
+        "{concurrency} concurrent invocations of up to {per_guest} mappings each need {needed} SIGBUS guard slots; the process has {available}: lower max_concurrency or max_mappings"
+    )]
+    GuardSlots {
+        /// The concurrency asked for.
+        concurrency: usize,
+        /// `Limits::max_mappings`.
+        per_guest: usize,
+        /// Their product.
+        needed: usize,
+        /// Slots not reserved by running guests.
+        available: usize,
+    },
 }
 
 /// Builds a [`Runtime`].
@@ -112,8 +127,20 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Builds the runtime.
+    /// Builds the runtime. Fails when `max_concurrency` guests could not each hold their
+    /// `max_mappings` mappings (the process's SIGBUS guard has room for
+    /// [`famfs_host_api::sigbus::CAPACITY`]), so that the caps of concurrent guests always fit.
     pub fn build(self) -> Result<Runtime, EmbedError> {
+        let needed = self.max_concurrency.saturating_mul(self.limits.max_mappings);
+        let available = famfs_host_api::sigbus::unreserved();
+        if needed > available {
+            return Err(EmbedError::GuardSlots {
+                concurrency: self.max_concurrency,
+                per_guest: self.limits.max_mappings,
+                needed,
+                available,
+            });
+        }
         let engine = SandboxEngine::new(EngineOptions { fuel: self.fuel })
             .map_err(|e| EmbedError::Engine { message: format!("{e:#}") })?;
         let cache = self.cache_dir.as_deref().map(ModuleCache::open).transpose()?;

@@ -45,6 +45,10 @@ impl SandboxEngine {
         // After the engine exists, so wasmtime's own signal handlers are installed first and
         // the SIGBUS guard chains to whatever was there.
         famfs_host_api::sigbus::install();
+        // wasmtime-wasi makes its own tokio runtime on first use when the caller has none (the
+        // CLI), and panics if it cannot: make it now, while descriptors and threads are
+        // plentiful, not later in a guest's first write to stdout.
+        wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| ());
         let stop = Arc::new(AtomicBool::new(false));
         let (e, ce, s) = (engine.clone(), component_engine.clone(), stop.clone());
         std::thread::Builder::new()

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod cache;
+mod capture;
 pub mod cli;
 mod component_run;
 mod core_run;

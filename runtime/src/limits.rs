@@ -1,5 +1,8 @@
-//! Per-invocation limits (DESIGN §7): time, fuel, memory.
+//! Per-invocation limits (docs/architecture.md §4): time, fuel, memory, and a cap on every
+//! process-wide resource a guest can take through the host: dataset mappings and the kernel
+//! mappings they occupy, open datasets, captured output.
 
+use famfs_host_api::{HostLimits, MapLimits};
 use std::time::Duration;
 
 /// Limits of one invocation.
@@ -14,11 +17,46 @@ pub struct Limits {
     pub max_memory: u64,
     /// Largest table, in elements.
     pub max_table_elements: usize,
+    /// Live dataset mappings at once (each holds one of the process's SIGBUS guard slots,
+    /// reserved for the invocation when it starts). Default 256.
+    pub max_mappings: usize,
+    /// Kernel memory mappings the guest's dataset mappings may occupy: one per extent (or 2 MiB
+    /// chunk of an interleaved file) plus two per mapping. Default 4096; all guests also share
+    /// a budget of half the kernel's `vm.max_map_count`.
+    pub max_kernel_mappings: usize,
+    /// Datasets open at once (on a mounted source, each holds a file descriptor). Default 1024.
+    pub max_open_datasets: usize,
+    /// Most bytes of standard output, and of standard error, kept when they are captured
+    /// ([`crate::Stdio::Capture`]); later output is dropped and the stream reports it full.
+    /// Default 16 MiB each.
+    pub max_output: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { timeout: None, fuel: None, max_memory: 4 << 30, max_table_elements: 100_000 }
+        let map = MapLimits::default();
+        let host = HostLimits::default();
+        Limits {
+            timeout: None,
+            fuel: None,
+            max_memory: 4 << 30,
+            max_table_elements: 100_000,
+            max_mappings: map.max_mappings,
+            max_kernel_mappings: map.max_kernel_mappings,
+            max_open_datasets: host.max_open,
+            max_output: 16 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// What the `famfs:dataset` host of a guest under these limits may hold.
+    pub fn host(&self) -> HostLimits {
+        HostLimits {
+            map: MapLimits { max_mappings: self.max_mappings, max_kernel_mappings: self.max_kernel_mappings },
+            max_open: self.max_open_datasets,
+            max_memory: self.max_memory,
+        }
     }
 }
 

@@ -18,6 +18,10 @@
 //! timeout = "30s"
 //! fuel = 100000000                 # needs a runtime that counts fuel
 //! max_memory = "512M"
+//! max_mappings = 256               # live dataset mappings
+//! max_kernel_mappings = 4096       # kernel mappings (VMAs) those may occupy
+//! max_open_datasets = 1024         # datasets open at once
+//! max_output = "16M"               # captured stdout, and stderr, kept (the rest is dropped)
 //!
 //! [env]                            # environment variables
 //! LOG = "info"
@@ -125,6 +129,14 @@ pub struct LimitsSpec {
     pub fuel: Option<u64>,
     /// e.g. "512M".
     pub max_memory: Option<String>,
+    /// Live dataset mappings.
+    pub max_mappings: Option<usize>,
+    /// Kernel mappings the guest's dataset mappings may occupy.
+    pub max_kernel_mappings: Option<usize>,
+    /// Datasets open at once.
+    pub max_open_datasets: Option<usize>,
+    /// Captured stdout (and stderr) kept, e.g. "4M".
+    pub max_output: Option<String>,
 }
 
 /// A parsed manifest, its relative paths resolved against its directory.
@@ -232,6 +244,22 @@ impl Manifest {
         if let Some(m) = &self.limits.max_memory {
             l.max_memory = famfs::units::parse_size(m).map_err(|e| self.invalid(format!("limits.max_memory: {e}")))?;
         }
+        let counts = [
+            ("max_mappings", self.limits.max_mappings, &mut l.max_mappings),
+            ("max_kernel_mappings", self.limits.max_kernel_mappings, &mut l.max_kernel_mappings),
+            ("max_open_datasets", self.limits.max_open_datasets, &mut l.max_open_datasets),
+        ];
+        for (key, value, field) in counts {
+            match value {
+                Some(0) => return Err(self.invalid(format!("limits.{key} must be at least 1"))),
+                Some(n) => *field = n,
+                None => {}
+            }
+        }
+        if let Some(m) = &self.limits.max_output {
+            let size = famfs::units::parse_size(m).map_err(|e| self.invalid(format!("limits.max_output: {e}")))?;
+            l.max_output = usize::try_from(size).map_err(|_| self.invalid("limits.max_output is too large"))?;
+        }
         Ok(l)
     }
 
@@ -267,8 +295,21 @@ impl Manifest {
     }
 
     /// An invocation as the manifest describes it, `input` being the request for a handler
-    /// (ignored for a command). Limits the manifest leaves out come from `defaults`.
+    /// (ignored for a command). Limits the manifest leaves out come from `defaults`. Opens the
+    /// manifest's source and replays its log: a server invoking the same function again and
+    /// again keeps one catalog and calls [`invocation_with`](Self::invocation_with).
     pub fn invocation(&self, defaults: Limits, input: Vec<u8>) -> Result<Invocation, ManifestError> {
+        self.invocation_with(defaults, input, self.catalog()?)
+    }
+
+    /// [`invocation`](Self::invocation) over a catalog opened before (from
+    /// [`catalog`](Self::catalog), perhaps [`Catalog::refreshed`] since).
+    pub fn invocation_with(
+        &self,
+        defaults: Limits,
+        input: Vec<u8>,
+        catalog: Catalog,
+    ) -> Result<Invocation, ManifestError> {
         let argv0 = self.module.path.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
         let mut inv = Invocation::new(argv0);
         inv.args = self.module.args.clone();
@@ -276,7 +317,7 @@ impl Manifest {
         for (k, v) in &self.config {
             inv.env.push((format!("FAMFS_CONFIG_{}", k.to_ascii_uppercase().replace('-', "_")), v.clone()));
         }
-        inv.catalog = self.catalog()?;
+        inv.catalog = catalog;
         for (guest, path) in &self.source.dirs {
             match &self.source.mount {
                 Some(root) => {
@@ -324,6 +365,10 @@ mod tests {
             timeout = "1.5s"
             fuel = 1000
             max_memory = "64M"
+            max_mappings = 8
+            max_kernel_mappings = 64
+            max_open_datasets = 16
+            max_output = "1k"
             [env]
             LOG = "debug"
             [config]
@@ -337,6 +382,7 @@ mod tests {
         let l = m.limits_over(Limits::default()).unwrap();
         assert_eq!(l.timeout, Some(std::time::Duration::from_millis(1500)));
         assert_eq!((l.fuel, l.max_memory), (Some(1000), 64 << 20));
+        assert_eq!((l.max_mappings, l.max_kernel_mappings, l.max_open_datasets, l.max_output), (8, 64, 16, 1024));
     }
 
     #[test]
@@ -348,6 +394,8 @@ mod tests {
             ("[module]\npath = \"a.wasm\"\ninvoke = \"main\"\n", "only \"handle\""),
             ("[module]\npath = \"a.wasm\"\n[limits]\ntimeout = \"soon\"\n", "limits.timeout"),
             ("[module]\npath = \"a.wasm\"\n[limits]\nmax_memory = \"lots\"\n", "limits.max_memory"),
+            ("[module]\npath = \"a.wasm\"\n[limits]\nmax_mappings = 0\n", "limits.max_mappings must be at least 1"),
+            ("[module]\npath = \"a.wasm\"\n[limits]\nmax_output = \"x\"\n", "limits.max_output"),
             ("[module]\npath = \"a.wasm\"\n[source]\ndevice = \"x\"\nmount = \"y\"\n", "both device and mount"),
             ("[module]\npath = \"a.wasm\"\n[source]\ndatasets = [\"/\"]\n", "need source.device or source.mount"),
             ("[source]\ndevice = \"x\"\n", "missing field `module`"),

@@ -86,7 +86,8 @@ impl Program {
         let inner = if kind == ProgramKind::CoreModule {
             let module =
                 compile_cached(engine.engine(), bytes, "module", cache, |b| Module::new(engine.engine(), b), {
-                    // SAFETY: see `compile_cached`: the artifact is one this runtime serialized.
+                    // SAFETY: see `compile_cached`: the bytes come from a cache entry only this
+                    // user could have written, checksummed, for this engine's configuration.
                     |e, a| unsafe { Module::deserialize(e, a) }
                 })?;
             let linker = core_run::linker(engine).map_err(setup)?;
@@ -107,7 +108,8 @@ impl Program {
                         Component::new(ce, b)
                     }
                 },
-                // SAFETY: see `compile_cached`: the artifact is one this runtime serialized.
+                // SAFETY: see `compile_cached`: the bytes come from a cache entry only this user
+                // could have written, checksummed, for this engine's configuration.
                 |e, a| unsafe { Component::deserialize(e, a) },
             )?;
             Inner::Component(ComponentProgram::new(component))
@@ -154,9 +156,11 @@ impl Artifact for Component {
 
 /// Compiles `bytes`, or takes the compiled artifact from `cache`.
 ///
-/// `deserialize` is only ever given bytes read back from the cache, which this runtime wrote
-/// with `serialize` for an engine with the same compatibility hash (the entry's name says so),
-/// whose checksum held, from a directory only this user can write ([`ModuleCache::open`]);
+/// `deserialize` is only ever given bytes that [`ModuleCache::get`] read back: a regular file,
+/// opened without following links relative to a directory held open since it was checked, both
+/// owned by this user and writable by no one else (the cache's trust model), so no other user
+/// can have planted or altered it; its checksum held, so it is whole. Such a file was written by
+/// this runtime's `serialize` (or by this user or root, who can run code as this user anyway).
 /// wasmtime checks the version and configuration again and refuses a foreign artifact, which
 /// is then recompiled.
 fn compile_cached<A: Artifact>(

@@ -1,6 +1,7 @@
 //! What one invocation is ([`Invocation`]) and what came of it ([`Outcome`], with a typed
 //! [`RunError`]); the set-up shared by the core-module and component runners.
 
+use crate::capture::CapturePipe;
 use crate::engine::SandboxEngine;
 use crate::limits::Limits;
 use famfs_host_api::{Catalog, MediaError};
@@ -9,7 +10,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
 use wasmtime::{Store, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// Why an invocation failed. Each variant is one line for people and a `kind` for programs.
@@ -95,6 +95,13 @@ pub enum RunError {
         /// The guest's message.
         message: String,
     },
+    /// The host failed while serving the guest (a resource of the process ran out: threads,
+    /// file descriptors, memory maps). The invocation fails; the process goes on serving others.
+    #[error("the host failed while running the guest: {message}")]
+    Host {
+        /// What failed.
+        message: String,
+    },
 }
 
 fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -116,6 +123,8 @@ pub struct Metrics {
     pub bytes_mapped: u64,
     /// Largest linear memory size, bytes.
     pub peak_memory: u64,
+    /// Bytes of captured stdout and stderr dropped past [`Limits::max_output`](crate::Limits).
+    pub output_dropped: u64,
 }
 
 /// How the guest's standard output and error are handled.
@@ -123,7 +132,7 @@ pub struct Metrics {
 pub enum Stdio {
     /// The host process's own.
     Inherit,
-    /// Captured into the [`Outcome`] (up to 64 MiB each).
+    /// Captured into the [`Outcome`] (up to [`Limits::max_output`](crate::Limits) each).
     Capture,
 }
 
@@ -265,13 +274,10 @@ fn ser_result<S: serde::Serializer>(r: &Result<i32, RunError>, s: S) -> Result<S
     }
 }
 
-/// Largest stdout or stderr captured per invocation.
-const CAPTURE_LIMIT: usize = 64 << 20;
-
 /// Captured stdout and stderr of one invocation.
 pub(crate) struct Pipes {
-    pub(crate) stdout: MemoryOutputPipe,
-    pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) stdout: CapturePipe,
+    pub(crate) stderr: CapturePipe,
 }
 
 /// What a runner returns: the exit code and, for handlers, the reply.
@@ -281,12 +287,20 @@ pub(crate) type Ran = Result<(i32, Option<Vec<u8>>), RunError>;
 pub(crate) fn outcome(inv: &Invocation, body: impl FnOnce(Option<&Pipes>, &mut Metrics) -> Ran) -> Outcome {
     let t0 = std::time::Instant::now();
     let mut metrics = Metrics::default();
-    let pipes = (inv.stdio == Stdio::Capture)
-        .then(|| Pipes { stdout: MemoryOutputPipe::new(CAPTURE_LIMIT), stderr: MemoryOutputPipe::new(CAPTURE_LIMIT) });
-    let r = body(pipes.as_ref(), &mut metrics);
+    let cap = inv.limits.max_output;
+    let pipes =
+        (inv.stdio == Stdio::Capture).then(|| Pipes { stdout: CapturePipe::new(cap), stderr: CapturePipe::new(cap) });
+    // A panic in host code serving the guest (wasmtime-wasi when the process is out of threads
+    // or descriptors, say) ends this invocation, not the process: the store and everything of
+    // the guest's are dropped with the closure.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(pipes.as_ref(), &mut metrics)))
+        .unwrap_or_else(|panic| Err(RunError::Host { message: panic_message(panic.as_ref()) }));
     metrics.wall_ms = ms(t0.elapsed());
     let (stdout, stderr) = match pipes {
-        Some(p) => (Some(p.stdout.contents().to_vec()), Some(p.stderr.contents().to_vec())),
+        Some(p) => {
+            metrics.output_dropped = p.stdout.dropped() + p.stderr.dropped();
+            (Some(p.stdout.contents()), Some(p.stderr.contents()))
+        }
         None => (None, None),
     };
     let (result, reply) = match r {
@@ -294,6 +308,15 @@ pub(crate) fn outcome(inv: &Invocation, body: impl FnOnce(Option<&Pipes>, &mut M
         Err(e) => (Err(e), None),
     };
     Outcome { result, metrics, stdout, stderr, reply }
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<String>(), panic.downcast_ref::<&str>()) {
+        (Some(s), _) => s.clone(),
+        (None, Some(s)) => (*s).to_string(),
+        (None, None) => "a panic without a message".into(),
+    }
 }
 
 /// A WASI context builder with `inv`'s arguments, environment, stdio and host-directory
@@ -324,9 +347,57 @@ pub(crate) fn wasi_builder(inv: &Invocation, pipes: Option<&Pipes>) -> Result<Wa
     Ok(b)
 }
 
-/// Applies `inv`'s fuel budget, timeout and cancel flag to a fresh store. The timeout counts from
-/// here: instantiation and the run.
-pub(crate) fn limit_store<T>(store: &mut Store<T>, engine: &SandboxEngine, inv: &Invocation) -> Result<(), RunError> {
+/// When an invocation must stop: its deadline (the timeout counted from the store's set-up:
+/// instantiation and the run) or its cancel flag.
+#[derive(Clone)]
+pub(crate) struct Deadline {
+    at: Option<std::time::Instant>,
+    cancel: Option<Cancel>,
+}
+
+impl Deadline {
+    /// `inv`'s deadline, counted from now.
+    pub(crate) fn of(inv: &Invocation) -> Deadline {
+        Deadline {
+            at: inv.limits.timeout.and_then(|t| std::time::Instant::now().checked_add(t)),
+            cancel: inv.cancel.clone(),
+        }
+    }
+
+    /// Whether the time is up or the invocation was cancelled.
+    pub(crate) fn passed(&self) -> bool {
+        self.cancel.as_ref().is_some_and(Cancel::is_cancelled)
+            || self.at.is_some_and(|d| std::time::Instant::now() >= d)
+    }
+
+    /// The same, for host work done on the guest's behalf.
+    pub(crate) fn interrupt(&self) -> famfs_host_api::Interrupt {
+        let d = self.clone();
+        famfs_host_api::Interrupt::new(move || d.passed())
+    }
+}
+
+/// Store data that can tell whether a guest's dataset mappings have seen a media error.
+pub(crate) trait MediaWatch {
+    /// Whether a mapping of the guest has faulted (SIGBUS caught by the guard).
+    fn media_fault(&self) -> bool;
+}
+
+/// Why an epoch callback stopped a guest: a media error in one of its mappings. The runner
+/// then reports the media error itself ([`settle`]), with the dataset and offset.
+#[derive(Debug, Error)]
+#[error("a dataset mapping failed under the guest (media error)")]
+pub(crate) struct MediaStop;
+
+/// Applies `inv`'s fuel budget, deadline and cancel flag to a fresh store, and stops the guest
+/// at the first epoch tick (10 ms) after a media error in one of its mappings, so it never goes
+/// on computing with the zeros the SIGBUS guard put in place of the lost pages.
+pub(crate) fn limit_store<T: MediaWatch>(
+    store: &mut Store<T>,
+    engine: &SandboxEngine,
+    inv: &Invocation,
+    deadline: &Deadline,
+) -> Result<(), RunError> {
     if let Some(fuel) = inv.limits.fuel {
         store
             .set_fuel(fuel)
@@ -334,19 +405,24 @@ pub(crate) fn limit_store<T>(store: &mut Store<T>, engine: &SandboxEngine, inv: 
     } else if engine.options().fuel {
         store.set_fuel(u64::MAX).map_err(|e| RunError::Setup { message: format!("{e:#}") })?;
     }
-    // Every epoch tick (10 ms) the guest stops to check the deadline and the cancel flag.
-    let deadline = inv.limits.timeout.and_then(|t| std::time::Instant::now().checked_add(t));
-    let cancel = inv.cancel.clone();
+    let deadline = deadline.clone();
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        let cancelled = cancel.as_ref().is_some_and(Cancel::is_cancelled);
-        if cancelled || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+    store.epoch_deadline_callback(move |ctx| {
+        if ctx.data().media_fault() {
+            return Err(MediaStop.into());
+        }
+        if deadline.passed() {
             Ok(wasmtime::UpdateDeadline::Interrupt)
         } else {
             Ok(wasmtime::UpdateDeadline::Continue(1))
         }
     });
     Ok(())
+}
+
+/// The invocation cannot start: the process's SIGBUS guard slots are promised to other guests.
+pub(crate) fn no_guard_slots(e: famfs_host_api::mapper::MapperError) -> RunError {
+    RunError::Setup { message: format!("{e}; run fewer guests at once or lower their max_mappings") }
 }
 
 /// Fuel the invocation used, when the engine counts fuel.

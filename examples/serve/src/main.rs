@@ -2,36 +2,47 @@
 //!
 //! ```text
 //! famfs-serve --listen 127.0.0.1:8080 --function query=query.toml [--function ...]
-//!             [--cache-dir DIR] [--max-concurrency N] [--max-body SIZE]
+//!             [--cache-dir DIR] [--max-concurrency N] [--max-queue N] [--max-body SIZE]
+//!             [--max-connections N] [--header-timeout DUR] [--body-timeout DUR]
+//!             [--default-timeout DUR] [--refresh DUR]
 //! ```
 //!
 //! Each function is a handler manifest (`module.invoke = "handle"`, see famfs-run's README),
-//! loaded and compiled once at start-up. Routes:
+//! loaded and compiled once at start-up, its catalog opened once. Routes:
 //! - `POST /invoke/{function}`: the body is the handler's input; 200 and the reply bytes; the
 //!   handler's own error → 422; timeout → 504; memory limit, fuel, stack overflow, trap, media
-//!   error → 500; unknown function → 404; body over `--max-body` → 413. Error bodies are JSON
+//!   error → 500; unknown function → 404; body over `--max-body` → 413; body not sent within
+//!   `--body-timeout` → 408; more than `--max-concurrency` + `--max-queue` requests admitted →
+//!   503 with `Retry-After` (checked before the body is read). Error bodies are JSON
 //!   `{"error": KIND, "message": TEXT}`. Header `x-famfs-timeout-ms` may lower (never raise)
-//!   the manifest's timeout for one request.
+//!   the time limit for one request; a manifest without one gets `--default-timeout`.
 //! - `GET /datasets`: per function, the datasets it may open (`name`, `len`).
 //! - `GET /metrics`: Prometheus text (invocations by outcome, durations, bytes mapped, in flight).
 //! - `GET /healthz`: `ok`.
 //!
-//! Every request gets a fresh instance and re-reads the famfs log, so files the famfs master adds
-//! are served without a restart. SIGTERM or ctrl-c stops accepting and lets requests finish.
+//! Every request gets a fresh instance. Each function's catalog is checked against the famfs
+//! log every `--refresh` (on a blocking thread, not per request) and re-read when the log
+//! changed, so files the famfs master adds are served without a restart. Connections are
+//! limited and time out (see `listen.rs`). SIGTERM or ctrl-c stops accepting and lets requests
+//! finish.
 
+mod listen;
 mod metrics;
 
 use anyhow::{Context, Result, bail};
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::Body;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use clap::Parser;
-use famfs_runtime::{Manifest, Program, RunError, Runtime};
+use famfs_host_api::Catalog;
+use famfs_runtime::{Limits, Manifest, Program, RunError, Runtime};
+use http_body_util::BodyExt;
 use metrics::Metrics;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -46,24 +57,92 @@ struct Cli {
     /// Keep compiled guests in DIR across restarts.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<std::path::PathBuf>,
-    /// Invocations running at once; more wait.
+    /// Invocations running at once; more wait (see --max-queue).
     #[arg(long, default_value_t = 16)]
     max_concurrency: usize,
+    /// Requests that may wait for an invocation slot; beyond them the answer is 503 with
+    /// Retry-After, before the body is read.
+    #[arg(long, default_value_t = 64)]
+    max_queue: usize,
     /// Largest request body, e.g. 16M.
     #[arg(long, default_value = "16M", value_parser = famfs::units::parse_size)]
     max_body: u64,
+    /// Connections served at once; more wait in the kernel's listen backlog.
+    #[arg(long, default_value_t = 256)]
+    max_connections: usize,
+    /// Time for a request's header to arrive, which is also how long a connection may sit
+    /// idle, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = famfs_runtime::limits::parse_duration)]
+    header_timeout: Duration,
+    /// Time for a request's body to arrive once its header has, e.g. 30s (408 when it passes).
+    #[arg(long, default_value = "30s", value_parser = famfs_runtime::limits::parse_duration)]
+    body_timeout: Duration,
+    /// Time limit of an invocation whose manifest sets none, e.g. 60s.
+    #[arg(long, default_value = "60s", value_parser = famfs_runtime::limits::parse_duration)]
+    default_timeout: Duration,
+    /// How often each function's famfs log is checked for new files, e.g. 1s.
+    #[arg(long, default_value = "1s", value_parser = famfs_runtime::limits::parse_duration)]
+    refresh: Duration,
 }
 
 /// One served function.
 struct Function {
     manifest: Manifest,
     program: Arc<Program>,
+    /// Opened once; replaced by the refresher when the famfs log changes.
+    catalog: RwLock<Catalog>,
+}
+
+impl Function {
+    fn catalog(&self) -> Catalog {
+        self.catalog.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-reads the catalog if its famfs log changed (blocking I/O: call off the async threads).
+    fn refresh(&self, name: &str) {
+        let current = self.catalog();
+        match current.is_stale() {
+            Ok(false) => {}
+            Ok(true) => match current.refreshed() {
+                Ok(fresh) => {
+                    tracing::info!(function = name, "famfs log changed: catalog re-read");
+                    *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                }
+                Err(e) => tracing::warn!(function = name, "cannot re-read the catalog: {e}"),
+            },
+            Err(e) => tracing::warn!(function = name, "cannot check the famfs log: {e}"),
+        }
+    }
 }
 
 struct App {
     runtime: Runtime,
     functions: BTreeMap<String, Function>,
     metrics: Metrics,
+    /// Requests admitted (running or waiting for a slot).
+    admitted: AtomicUsize,
+    max_admitted: usize,
+    max_body: usize,
+    body_timeout: Duration,
+    default_timeout: Duration,
+}
+
+/// An admitted request; leaves the count when dropped.
+struct Admission<'a>(&'a AtomicUsize);
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl App {
+    /// Admits one more request, unless `max_admitted` are already running or waiting.
+    fn admit(&self) -> Option<Admission<'_>> {
+        let before = self.admitted.fetch_add(1, Ordering::AcqRel);
+        let ticket = Admission(&self.admitted);
+        (before < self.max_admitted).then_some(ticket)
+    }
 }
 
 fn load(runtime: &Runtime, spec: &str) -> Result<(String, Function)> {
@@ -77,7 +156,8 @@ fn load(runtime: &Runtime, spec: &str) -> Result<(String, Function)> {
         bail!("function {name}: {path} runs a command; a served function needs `invoke = \"handle\"` in [module]");
     }
     let program = manifest.load(runtime)?;
-    Ok((name.to_string(), Function { manifest, program }))
+    let catalog = RwLock::new(manifest.catalog()?);
+    Ok((name.to_string(), Function { manifest, program, catalog }))
 }
 
 fn error(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> Response {
@@ -104,24 +184,60 @@ fn kind_of(e: &RunError) -> String {
     serde_json::to_value(e).ok().and_then(|v| v["kind"].as_str().map(String::from)).unwrap_or_else(|| "error".into())
 }
 
-async fn invoke(State(app): State<Arc<App>>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+/// Reads a request body of at most `max` bytes within `timeout`.
+async fn read_body(body: Body, max: usize, timeout: Duration) -> Result<axum::body::Bytes, Response> {
+    match tokio::time::timeout(timeout, http_body_util::Limited::new(body, max).collect()).await {
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            format!("the request body did not arrive within {} ms", timeout.as_millis()),
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("the request body is larger than {max} bytes (--max-body)"),
+        )),
+        Ok(Err(e)) => Err(error(StatusCode::BAD_REQUEST, "bad-request", format!("cannot read the request body: {e}"))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+async fn invoke(State(app): State<Arc<App>>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {
     let Some(f) = app.functions.get(&name) else {
         return error(StatusCode::NOT_FOUND, "not-found", format!("no function named {name}"));
     };
-    let mut inv = match f.manifest.invocation(app.runtime.limits(), body.to_vec()) {
+    // Admission first: a flood waits in a bounded queue, and what is turned away costs no body
+    // read, no catalog and no invocation.
+    let Some(_admission) = app.admit() else {
+        let mut r =
+            error(StatusCode::SERVICE_UNAVAILABLE, "busy", "every invocation slot and queue place is taken; retry");
+        r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return r;
+    };
+    // A request may shorten its time limit, never lengthen it.
+    let asked = match headers.get("x-famfs-timeout-ms") {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    "x-famfs-timeout-ms must be a number of milliseconds",
+                );
+            }
+        },
+    };
+    let body = match read_body(body, app.max_body, app.body_timeout).await {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    let defaults = Limits { timeout: Some(app.default_timeout), ..app.runtime.limits() };
+    let mut inv = match f.manifest.invocation_with(defaults, body.to_vec(), f.catalog()) {
         Ok(inv) => inv,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "setup", e),
     };
-    // A request may shorten its time limit, never lengthen it.
-    if let Some(v) = headers.get("x-famfs-timeout-ms") {
-        let Some(ms) = v.to_str().ok().and_then(|s| s.parse::<u64>().ok()) else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "x-famfs-timeout-ms must be a number of milliseconds",
-            );
-        };
-        let asked = Duration::from_millis(ms);
+    if let Some(asked) = asked {
         inv.limits.timeout = Some(inv.limits.timeout.map_or(asked, |t| t.min(asked)));
     }
     app.metrics.started();
@@ -145,15 +261,20 @@ async fn invoke(State(app): State<Arc<App>>, Path(name): Path<String>, headers: 
 }
 
 async fn datasets(State(app): State<Arc<App>>) -> Response {
-    let mut out = serde_json::Map::new();
-    for (name, f) in &app.functions {
-        let list = match f.manifest.catalog() {
-            Ok(c) => c.list().into_iter().map(|d| serde_json::json!({ "name": d.name, "len": d.len })).collect(),
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "setup", e),
-        };
-        out.insert(name.clone(), serde_json::Value::Array(list));
+    // Walking a mounted tree is blocking work: off the async threads.
+    let listed = tokio::task::spawn_blocking(move || {
+        let mut out = serde_json::Map::new();
+        for (name, f) in &app.functions {
+            let list = f.catalog().list().into_iter().map(|d| serde_json::json!({ "name": d.name, "len": d.len }));
+            out.insert(name.clone(), serde_json::Value::Array(list.collect()));
+        }
+        serde_json::Value::Object(out).to_string()
+    })
+    .await;
+    match listed {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "setup", e),
     }
-    ([(header::CONTENT_TYPE, "application/json")], serde_json::Value::Object(out).to_string()).into_response()
 }
 
 async fn metrics_text(State(app): State<Arc<App>>) -> Response {
@@ -173,16 +294,36 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: finishing the requests in flight");
+}
+
+/// Checks every function's famfs log each `every`, on a blocking thread, and re-reads a
+/// catalog whose log changed.
+fn spawn_refresher(app: Arc<App>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let app = app.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for (name, f) in &app.functions {
+                    f.refresh(name);
+                }
+            })
+            .await;
+        }
+    });
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    famfs::logging::init(
-        famfs::logging::Verbosity { default: famfs::logging::LevelFilter::INFO, verbose: 0, quiet: false },
-        true,
-    );
+    let verbosity = famfs::logging::Verbosity { default: famfs::logging::LevelFilter::INFO, verbose: 0, quiet: false };
+    famfs::logging::init(verbosity, true);
     let cli = Cli::parse();
+    if cli.max_concurrency == 0 || cli.max_connections == 0 {
+        bail!("--max-concurrency and --max-connections must be at least 1");
+    }
     let mut builder = Runtime::builder().max_concurrency(cli.max_concurrency);
     if let Some(dir) = &cli.cache_dir {
         builder = builder.cache_dir(dir);
@@ -195,18 +336,28 @@ async fn main() -> Result<()> {
         functions.insert(name, f);
     }
     let names: Vec<String> = functions.keys().cloned().collect();
-    let app = Arc::new(App { runtime, functions, metrics: Metrics::new(&names) });
+    let app = Arc::new(App {
+        runtime,
+        functions,
+        metrics: Metrics::new(&names),
+        admitted: AtomicUsize::new(0),
+        max_admitted: cli.max_concurrency + cli.max_queue,
+        max_body: usize::try_from(cli.max_body).unwrap_or(usize::MAX),
+        body_timeout: cli.body_timeout,
+        default_timeout: cli.default_timeout,
+    });
+    spawn_refresher(app.clone(), cli.refresh);
     let router = axum::Router::new()
         .route("/invoke/{function}", post(invoke))
         .route("/datasets", get(datasets))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
-        .layer(DefaultBodyLimit::max(usize::try_from(cli.max_body).unwrap_or(usize::MAX)))
         .with_state(app);
     let listener =
         tokio::net::TcpListener::bind(&cli.listen).await.with_context(|| format!("cannot listen on {}", cli.listen))?;
     // The bound address on stdout (port 0 picks one): scripts and tests read it.
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    let limits = listen::ConnLimits { max_connections: cli.max_connections, header_timeout: cli.header_timeout };
+    listen::serve(listener, router, limits, shutdown_signal()).await;
     Ok(())
 }

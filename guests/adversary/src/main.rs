@@ -3,6 +3,8 @@
 //! see README.md for the list. Exit 0 unless a case says otherwise; a setup failure prints
 //! `error: ...` and exits 1, wrong usage exits 2.
 
+mod exhaust;
+
 use famfs_guest::{Dataset, Error, raw};
 use std::hint::black_box;
 use std::io::Read;
@@ -35,7 +37,9 @@ const USAGE: &str = "usage: adversary CASE [ARGS...]
 cases: store NAME | fd-read-into-map NAME WASI_PATH | hostcall-into-map NAME | sum NAME | spin |
        memory-bomb | recurse | bad-maps NAME | forge-handle | double-drop NAME |
        escape NAME_INSIDE | not-granted NAME | grow NAME | list | map-only NAME |
-       realloc-into-map NAME OTHER | hold NAME SECONDS | big-read NAME LEN";
+       realloc-into-map NAME OTHER | hold NAME SECONDS | big-read NAME LEN |
+       spin-read NAME | churn NAME N SECONDS | hold-many NAME N SECONDS | open-many NAME N |
+       long-name MIB | raw-read NAME LEN";
 
 fn usage() -> ! {
     eprintln!("{USAGE}");
@@ -107,6 +111,12 @@ fn main() {
         "realloc-into-map" => realloc_into_map(arg(&args, 1), arg(&args, 2)),
         "hold" => hold(arg(&args, 1), arg(&args, 2)),
         "big-read" => big_read(arg(&args, 1), arg(&args, 2)),
+        "spin-read" => exhaust::spin_read(&args),
+        "churn" => exhaust::churn(&args),
+        "hold-many" => exhaust::hold_many(&args),
+        "open-many" => exhaust::open_many(&args),
+        "long-name" => exhaust::long_name(&args),
+        "raw-read" => exhaust::raw_read(&args),
         _ => usage(),
     }
 }

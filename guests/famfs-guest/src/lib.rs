@@ -291,10 +291,25 @@ impl Dataset {
     }
 
     /// Copies up to `len` bytes starting at `offset` (fewer at the end of the dataset, none at
-    /// or past it). This is the copying path; [`Dataset::map`] is the zero-copy one.
+    /// or past it). This is the copying path; [`Dataset::map`] is the zero-copy one. The host
+    /// returns at most 1 MiB per call; this asks as often as it takes.
     pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
         let len = u32::try_from(len).map_err(|_| Error::InvalidArgument)?;
-        Ok(self.raw.read(offset, len)?)
+        let first = self.raw.read(offset, len)?;
+        if first.len() == len as usize || first.is_empty() {
+            return Ok(first);
+        }
+        let mut all = Vec::with_capacity(len as usize);
+        all.extend_from_slice(&first);
+        drop(first);
+        while all.len() < len as usize {
+            let chunk = self.raw.read(offset + all.len() as u64, len - all.len() as u32)?;
+            if chunk.is_empty() {
+                break;
+            }
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all)
     }
 
     /// Maps the whole dataset, zero-copy. Fails with [`Error::NoAddressSpace`] if it is longer

@@ -1,0 +1,82 @@
+//! The process-wide budget of kernel memory mappings that dataset mappings may use.
+//!
+//! The kernel allows a process `vm.max_map_count` mappings (VMAs; 65,530 by default). Past it,
+//! every `mmap` and `mprotect` that needs a new mapping fails: new guests cannot reserve memory,
+//! threads cannot be created, and the SIGBUS guard could not repair a fault. Each dataset
+//! mapping costs kernel mappings (one per file piece, plus up to two where it splits the guest
+//! memory around it), so guests draw them from this budget, shared by all guests of the
+//! process: half of `vm.max_map_count`. The other half is headroom for everything else the
+//! process maps (code, thread stacks, guest memories, the allocator) and for the guard's
+//! repairs, which never add a mapping. A map request that would eat into the headroom fails
+//! with `no-address-space`; each guest also has a cap of its own (the mapper's
+//! `max_kernel_mappings`), so one guest cannot take the whole budget.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The kernel's default `vm.max_map_count`, used when /proc cannot be read.
+const DEFAULT_MAX_MAP_COUNT: usize = 65530;
+
+static TOTAL: OnceLock<usize> = OnceLock::new();
+static USED: AtomicUsize = AtomicUsize::new(0);
+
+/// Kernel mappings dataset mappings may use in this process: half of `vm.max_map_count`.
+pub fn total() -> usize {
+    *TOTAL.get_or_init(|| {
+        let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(DEFAULT_MAX_MAP_COUNT);
+        max / 2
+    })
+}
+
+/// Kernel mappings charged now, by all guests.
+pub fn used() -> usize {
+    USED.load(Ordering::Acquire)
+}
+
+/// Kernel mappings taken from the budget; given back when dropped.
+#[derive(Debug)]
+pub struct Charge(usize);
+
+impl Charge {
+    /// How many kernel mappings this charge holds.
+    pub fn count(&self) -> usize {
+        self.0
+    }
+}
+
+/// Takes `n` kernel mappings from the budget, or `None` when fewer are left.
+pub fn charge(n: usize) -> Option<Charge> {
+    let total = total();
+    let mut cur = USED.load(Ordering::Relaxed);
+    loop {
+        let next = cur.checked_add(n).filter(|&t| t <= total)?;
+        match USED.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return Some(Charge(n)),
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        USED.fetch_sub(self.0, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charges_are_bounded_by_the_budget_and_given_back() {
+        assert!(total() >= 1000, "half of vm.max_map_count: {}", total());
+        assert!(charge(total() + 1).is_none());
+        let c = charge(10).unwrap();
+        assert_eq!(c.count(), 10);
+        assert!(used() >= 10);
+        drop(c);
+    }
+}
