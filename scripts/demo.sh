@@ -4,9 +4,10 @@
 # file), and run the `arrow-agg` guest (a group-by over the Arrow file) and the `wc` guest (over
 # the CSV) with famfs-run, zero-copy; then check their answers against pandas and coreutils wc.
 #
-# It builds only what it runs: famfsctl, famfs-run and the data generator (release), and the two
-# guests (wasm32-wasip1), the host tools and the guests at the same time. Each step prints its
-# elapsed time. DEMO_DIR (default target/demo) holds the image and the dataset.
+# It builds only what it runs: famfsctl and famfs-run (release), and three guests (wasm32-wasip1):
+# the data generator arrow-gen, which famfs-run runs in its sandbox like any guest, wc and
+# arrow-agg; the host tools and the guests at the same time. Each step prints its elapsed time.
+# DEMO_DIR (default target/demo) holds the image and the dataset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-toolchain.sh
@@ -19,7 +20,6 @@ export FAMFS_SYSTEM_UUID_FILE=${FAMFS_SYSTEM_UUID_FILE:-$work/system_uuid}
 target=$CARGO_TARGET_DIR
 ctl=$target/release/famfsctl
 run=$target/release/famfs-run
-gen=$target/release/arrow-gen
 # The demo's guests build apart from the tests' (which build every guest for two targets), so
 # neither overwrites the other's.
 guests_target=$target/demo-guests
@@ -39,18 +39,18 @@ took() {
     step_start=$now
 }
 
-step "building famfsctl, famfs-run and arrow-gen (release) and the guests wc, arrow-agg (wasm32-wasip1), side by side"
+step "building famfsctl, famfs-run (release) and the guests arrow-gen, wc, arrow-agg (wasm32-wasip1), side by side"
 echo "   (the first build compiles wasmtime: several minutes on two cores; later runs take seconds)"
 guest_log=$work/guest-build.log
 (
     cd guests
     started=$(date +%s)
-    cargo build --quiet --locked --release --target wasm32-wasip1 -p wc -p arrow-agg --target-dir "$guests_target"
+    cargo build --quiet --locked --release --target wasm32-wasip1 -p arrow-gen -p wc -p arrow-agg --target-dir "$guests_target"
     echo "   (guests built in $(($(date +%s) - started)) s)"
 ) >"$guest_log" 2>&1 &
 guest_build=$!
 host_started=$(date +%s)
-cargo build --quiet --locked --release -p famfs -p famfs-runtime -p arrow-gen --bins
+cargo build --quiet --locked --release -p famfs -p famfs-runtime --bins
 echo "   (host tools built in $(($(date +%s) - host_started)) s)"
 if ! wait "$guest_build"; then
     cat "$guest_log" >&2
@@ -60,9 +60,9 @@ fi
 cat "$guest_log"
 took "build"
 
-step "generating a sample dataset: 2M sensor readings as an Arrow IPC file (arrow-rs), and a CSV file"
+step "generating a sample dataset: 2M sensor readings as an Arrow IPC file (arrow-rs, in a guest), and a CSV file"
 rm -rf "$work/dataset" && mkdir -p "$work/dataset/sensors"
-"$gen" "$work/dataset/sensors/readings.arrow" 2000000
+"$run" "$guests/arrow-gen.wasm" - 2000000 >"$work/dataset/sensors/readings.arrow"
 awk 'BEGIN { srand(42); print "ts,sensor,celsius";
              for (i = 0; i < 400000; i++) printf "%d,s%02d,%.2f\n", 1700000000 + i, i % 16, 15 + 10 * rand() }' \
     >"$work/dataset/sensors/readings.csv"

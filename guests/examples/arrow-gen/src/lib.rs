@@ -145,10 +145,22 @@ pub fn write_file(
     alignment: usize,
 ) -> Result<(), ArrowError> {
     let file = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(path)?);
+    write(file, schema, batches, alignment)
+}
+
+/// [`write_file`] to any writer (standard output, say).
+pub fn write(
+    out: impl std::io::Write,
+    schema: &Schema,
+    batches: impl IntoIterator<Item = RecordBatch>,
+    alignment: usize,
+) -> Result<(), ArrowError> {
     let options = IpcWriteOptions::try_new(alignment, false, arrow_ipc::MetadataVersion::V5)?;
-    let mut w = FileWriter::try_new_with_options(file, schema, options)?;
+    let mut w = FileWriter::try_new_with_options(out, schema, options)?;
     for b in batches {
         w.write(&b)?;
     }
-    w.finish()
+    w.finish()?;
+    w.into_inner()?.flush()?;
+    Ok(())
 }
