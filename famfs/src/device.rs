@@ -107,6 +107,9 @@ pub enum DeviceError {
         /// Device path.
         path: PathBuf,
     },
+    /// A `tag:UUID` or `uuid:UUID` named no single device.
+    #[error(transparent)]
+    Locate(#[from] crate::locate::LocateError),
 }
 
 /// An open device.
@@ -138,9 +141,14 @@ impl Device {
     }
 
     /// Opens a device. The size is the file's length for images, the end offset for block
-    /// devices, and `/sys/dev/char/MAJ:MIN/size` for dax devices.
+    /// devices, and `/sys/dev/char/MAJ:MIN/size` for dax devices. `path` may also be `tag:UUID`
+    /// or `uuid:UUID`, which name the one device that carries that device tag or file-system
+    /// UUID ([`crate::locate`]).
     pub fn open_with(path: impl AsRef<Path>, access: Access, mode: IoMode) -> Result<Device, DeviceError> {
-        let path = path.as_ref().to_path_buf();
+        let path = match path.as_ref().to_str() {
+            Some(spec) if spec.starts_with("tag:") || spec.starts_with("uuid:") => crate::locate::resolve(spec)?,
+            _ => path.as_ref().to_path_buf(),
+        };
         let file = OpenOptions::new().read(true).write(access == Access::ReadWrite).open(&path).map_err(|cause| {
             let hint = match cause.kind() {
                 io::ErrorKind::NotFound => "; create an image with `famfsctl mkfs --size 1G FILE`",

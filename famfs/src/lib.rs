@@ -31,6 +31,7 @@ pub mod fmap;
 mod fs;
 pub mod fsck;
 pub mod identity;
+pub mod locate;
 pub mod log;
 pub mod logging;
 mod mapped;

@@ -3,13 +3,19 @@
 //!
 //! # SIGBUS contract
 //! Loads and stores through this map can raise SIGBUS when the backing memory is gone: a
-//! regular file truncated below the mapped length, or poisoned CXL memory. The famfs crate
-//! installs no handler, so such a fault ends the process, as it would for `famfs` itself.
-//! To keep that from happening in normal use:
+//! regular file truncated below the mapped length, or poisoned CXL memory.
+//! - **Reads never load from the map themselves.** [`MappedDevice::read`] has the kernel copy
+//!   (`process_vm_readv` of this very process), which reports a page that cannot be read as
+//!   `EFAULT` instead of raising SIGBUS: poisoned memory is an I/O error of that read (of
+//!   `Famfs::read_at`, a guest's copying `read`, a WASI read served from the device, `famfsctl
+//!   cat`), never a dead process. Where a sandbox forbids the call (some seccomp profiles), reads
+//!   fall back to plain loads, unguarded, and say so once in the log.
+//! - Writes (the master's famfsctl) store through the map; the famfs crate installs no handler,
+//!   so poisoned memory there ends the process, as it would for `famfs` itself.
 //! - [`Device`](crate::Device) maps only character devices automatically; their size cannot
 //!   change while they are open. Regular files are read with `pread`/`pwrite` unless the
-//!   caller asks for a map with [`IoMode::Mapped`](crate::IoMode::Mapped) and so takes on the
-//!   promise below.
+//!   caller asks for a map with [`IoMode::Mapped`](crate::IoMode::Mapped) (the tests do, to
+//!   run the dax path on an image).
 //! - The map never extends past the size measured at open time.
 //!
 //! The runtime that maps dataset files into Wasm guests has its own SIGBUS guard (DESIGN §5,
@@ -50,14 +56,33 @@ impl MappedDevice {
         }
     }
 
-    /// Copies device bytes at `off` into `buf`.
+    /// Copies device bytes at `off` into `buf`. A page that cannot be read (poisoned memory,
+    /// a mapped file cut short) is an error naming the device offset, not a SIGBUS.
     pub(crate) fn read(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
         let start = self.check(off, buf.len())?;
-        // SAFETY: `check` keeps `start..start+buf.len()` inside the mapping, which lives as long
-        // as `self`; `buf` is a distinct Rust allocation, so the ranges cannot overlap. The copy
-        // goes through raw pointers, so concurrent changes by other processes create no
-        // reference to changing memory.
-        unsafe { std::ptr::copy_nonoverlapping(self.map.as_ptr().add(start), buf.as_mut_ptr(), buf.len()) };
+        let mut done = 0;
+        while done < buf.len() {
+            match kernel_copy(self.map.as_ptr() as usize + start + done, &mut buf[done..]) {
+                Ok(0) | Err(KernelCopy::Fault) => {
+                    return Err(io::Error::other(format!(
+                        "the device memory at offset {} cannot be read (poisoned, or gone)",
+                        off + done as u64
+                    )));
+                }
+                Ok(n) => done += n,
+                Err(KernelCopy::Unavailable) => {
+                    // SAFETY: `check` keeps `start..start+buf.len()` inside the mapping, which
+                    // lives as long as `self`; `buf` is a distinct Rust allocation, so the ranges
+                    // cannot overlap. The copy goes through raw pointers, so concurrent changes
+                    // by other processes create no reference to changing memory.
+                    unsafe {
+                        let src = self.map.as_ptr().add(start + done);
+                        std::ptr::copy_nonoverlapping(src, buf[done..].as_mut_ptr(), buf.len() - done)
+                    };
+                    return Ok(());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -101,6 +126,40 @@ impl MappedDevice {
         // SAFETY: `start` is inside the mapping (checked above).
         flush_cache_lines(unsafe { self.map.as_ptr().add(start) }, len as usize);
         Ok(())
+    }
+}
+
+/// Why the kernel did not copy.
+enum KernelCopy {
+    /// A source page could not be read.
+    Fault,
+    /// The call is not allowed here (seccomp) or not implemented.
+    Unavailable,
+}
+
+/// Has the kernel copy `dst.len()` bytes from this process's address `src` into `dst`
+/// (`process_vm_readv` of our own pid): bytes copied, stopping short at an unreadable page.
+fn kernel_copy(src: usize, dst: &mut [u8]) -> Result<usize, KernelCopy> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let local = libc::iovec { iov_base: dst.as_mut_ptr().cast(), iov_len: dst.len() };
+    let remote = libc::iovec { iov_base: src as *mut libc::c_void, iov_len: dst.len() };
+    // SAFETY: `local` describes `dst`, a live exclusive buffer the kernel writes into; `remote` is
+    // only read, by the kernel, which checks every page and fails with EFAULT instead of
+    // faulting; one iovec each, as counted.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::EFAULT) => Err(KernelCopy::Fault),
+        _ => {
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "process_vm_readv is not allowed here: dax reads are not guarded against poisoned memory"
+                )
+            });
+            Err(KernelCopy::Unavailable)
+        }
     }
 }
 

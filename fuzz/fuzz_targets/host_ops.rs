@@ -17,15 +17,16 @@
 //! - the caps hold: live mappings, kernel mappings, open datasets;
 //! - and after the sequence, every dataset byte the guest stored over is unchanged in the file.
 //!
-//! Input: byte 0 picks the source (bit 0: image or mount) and grants (bits 1-2); then ops, each
-//! one selector byte and its arguments (little-endian); a short read ends the sequence.
+//! Input: byte 0 picks the source (bit 0: image or mount), the grants (bits 1-2) and the map
+//! technique (bit 3: private, or shared with the host's copy-on-write); then ops, each one
+//! selector byte and its arguments (little-endian); a short read ends the sequence.
 
 #![allow(dead_code)]
 
 use famfs::{Attrs, Layout, MkfsOptions, RelPath, Source, SystemIdentity, Writer};
 use famfs_host_api::handles::HandleTable;
 use famfs_host_api::limits::MAX_READ;
-use famfs_host_api::mapper::{LinearMemory, MapLimits, Mapper, WASM_PAGE};
+use famfs_host_api::mapper::{LinearMemory, MapLimits, MapTechnique, Mapper, WASM_PAGE};
 use famfs_host_api::{Catalog, Dataset, ErrorCode, Interrupt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -65,7 +66,10 @@ const LINKS: [&str; 4] = ["data/link-secret", "data/link-meta", "data/link-dir/s
 /// Accessible guest memory at the start, and the most `Grow` may reach.
 const MEMORY: usize = 16 << 20;
 const MEMORY_MAX: usize = 64 << 20;
-const LIMITS: MapLimits = MapLimits { max_mappings: 8, max_kernel_mappings: 48 };
+/// Caps small enough to reach; the technique comes from the input.
+fn limits(technique: MapTechnique) -> MapLimits {
+    MapLimits { max_mappings: 8, max_kernel_mappings: 96, technique }
+}
 const MAX_OPEN: usize = 12;
 const MAX_OPS: usize = 64;
 
@@ -166,11 +170,13 @@ impl Memory {
         if size <= self.size || size > MEMORY_MAX {
             return;
         }
-        // SAFETY: the first `size` bytes of our own reservation.
+        // SAFETY: the pages from the old size to `size`, still PROT_NONE, of our own reservation
+        // (only those: a mapping below may be read-only and shared, as wasmtime's growth also
+        // leaves it).
         unsafe {
             rustix::mm::mprotect(
-                self.base.cast(),
-                size,
+                self.base.add(self.size).cast(),
+                size - self.size,
                 rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE,
             )
         }
@@ -278,7 +284,9 @@ pub fn run(data: &[u8]) {
         grants.iter().any(|g| *g == "/" || name == *g || name.strip_prefix(g).is_some_and(|r| r.starts_with('/')))
     };
     let mut mem = Memory::new();
-    let mut mapper = Mapper::new(LIMITS).unwrap();
+    let technique = if setup & 8 == 0 { MapTechnique::Private } else { MapTechnique::Shared };
+    let lim = limits(technique);
+    let mut mapper = Mapper::new(lim).unwrap();
     let mut datasets: HandleTable<Dataset> = HandleTable::default();
     let mut mappings: HandleTable<LiveMap> = HandleTable::default();
     // Guest addresses the guest stored to inside a mapping: (dataset, dataset offset).
@@ -364,8 +372,7 @@ pub fn run(data: &[u8]) {
                             "mapping {at:#x}+{len:#x} outside memory"
                         );
                         assert!(
-                            mapper.live() <= LIMITS.max_mappings
-                                && mapper.kernel_mappings() <= LIMITS.max_kernel_mappings
+                            mapper.live() <= lim.max_mappings && mapper.kernel_mappings() <= lim.max_kernel_mappings
                         );
                         let i = file_index(d.name()).unwrap();
                         for k in [0, u64::from(len) / 2, u64::from(len) - 1] {

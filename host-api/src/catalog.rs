@@ -87,6 +87,11 @@ impl Dataset {
         self.len
     }
 
+    /// Whether its bytes live on a dax character device (which allows only shared mappings).
+    pub fn is_dax(&self) -> bool {
+        matches!(&self.backing, Backing::Famfs { fs, .. } if fs.device().kind() == famfs::DeviceKind::Dax)
+    }
+
     /// Whether it is empty (famfs files never are; mounted files may be).
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -209,6 +214,11 @@ impl Catalog {
             Source::Famfs(fs) => Some(fs),
             _ => None,
         }
+    }
+
+    /// Whether the source is a dax character device (where datasets map shared by default).
+    pub fn on_dax(&self) -> bool {
+        matches!(&*self.source, Source::Famfs(fs) if fs.device().kind() == famfs::DeviceKind::Dax)
     }
 
     /// The mount root, if this catalog is over a directory.

@@ -240,6 +240,10 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
             // At most MAX_READ a call, so no call keeps the host busy for long.
             let n = (n as u32).min(MAX_READ);
             let ptr = realloc(&mut c, &mem, 1, n)?;
+            // The list may lie in a shared dataset mapping (cabi_realloc chose it): its pages
+            // get their private copies before the kernel writes there.
+            let dst_host = mem.data_ptr(&c) as usize + ptr as usize;
+            c.data_mut().dataset_host().mapper.prepare_kernel_write(dst_host, n as usize);
             // Read straight into guest memory: no host buffer, and the guest's memory limit
             // bounds the size. A private dataset mapping there takes the write harmlessly.
             let dst = &mut mem.data_mut(&mut c)[ptr as usize..ptr as usize + n as usize];

@@ -117,18 +117,7 @@ unsafe impl MemoryCreator for TrackingMemoryCreator {
             return Err(format!("a memory of {minimum} bytes does not fit its {reserved}-byte reservation"));
         }
         let total = reserved.checked_add(guard_size_in_bytes).ok_or("memory reservation overflows")?;
-        // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing; it aliases
-        // nothing. PROT_NONE and NORESERVE: address space only, no memory is committed.
-        let base = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                total,
-                rustix::mm::ProtFlags::empty(),
-                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::NORESERVE,
-            )
-        }
-        .map_err(|e| format!("cannot reserve {total} bytes of address space for a guest memory: {e}"))?;
-        let base = NonNull::new(base.cast::<u8>()).ok_or("mmap returned a null reservation")?;
+        let base = reserve_aligned(total)?;
         let mut memory = HostMemory {
             shared: Arc::new(Shared { base, size: AtomicUsize::new(0), alive: AtomicBool::new(true) }),
             reserved,
@@ -142,6 +131,42 @@ unsafe impl MemoryCreator for TrackingMemoryCreator {
         });
         Ok(Box::new(memory))
     }
+}
+
+/// Where a guest memory starts: 2 MiB-aligned, so that a dataset window whose guest address and
+/// file offset agree modulo 2 MiB (the guest SDK places them so) is 2 MiB-aligned in host memory
+/// too, and the kernel can map it with 2 MiB pages (DAX, huge-page page cache).
+const BASE_ALIGN: usize = 2 << 20;
+
+/// A fresh `PROT_NONE` reservation of `total` bytes at a [`BASE_ALIGN`]-aligned address: one
+/// more alignment unit is reserved, and what lies before and after the aligned part is given back.
+fn reserve_aligned(total: usize) -> Result<NonNull<u8>, String> {
+    let padded = total.checked_add(BASE_ALIGN).ok_or("memory reservation overflows")?;
+    // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing; it aliases
+    // nothing. PROT_NONE and NORESERVE: address space only, no memory is committed.
+    let raw = unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            padded,
+            rustix::mm::ProtFlags::empty(),
+            rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::NORESERVE,
+        )
+    }
+    .map_err(|e| format!("cannot reserve {total} bytes of address space for a guest memory: {e}"))?;
+    let start = raw as usize;
+    let aligned = start.next_multiple_of(BASE_ALIGN);
+    let (head, tail) = (aligned - start, start + padded - (aligned + total));
+    // SAFETY: both ranges are parts of the reservation just made, outside `aligned .. aligned +
+    // total`; nothing uses them. A failed trim only leaves unused address space reserved.
+    unsafe {
+        if head > 0 {
+            let _ = rustix::mm::munmap(raw, head);
+        }
+        if tail > 0 {
+            let _ = rustix::mm::munmap((aligned + total) as *mut _, tail);
+        }
+    }
+    NonNull::new(aligned as *mut u8).ok_or_else(|| "mmap returned a null reservation".into())
 }
 
 /// One memory made by [`TrackingMemoryCreator`].
@@ -239,6 +264,14 @@ mod tests {
         assert_eq!(outer.len(), 2, "the outer capture sees its own memories, not the inner one's");
         let (_, none) = capture(|| {});
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn memories_start_two_mib_aligned() {
+        for _ in 0..8 {
+            let (mem, _) = make(65536);
+            assert_eq!(mem.as_ptr() as usize % BASE_ALIGN, 0);
+        }
     }
 
     #[test]

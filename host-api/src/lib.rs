@@ -21,6 +21,7 @@ pub mod catalog;
 pub mod component;
 #[cfg(feature = "wasmtime")]
 pub mod core_abi;
+pub mod cow;
 mod error;
 #[cfg(feature = "wasmtime")]
 pub mod guest_memory;
@@ -30,6 +31,7 @@ pub mod limits;
 pub mod map_budget;
 pub mod mapper;
 pub mod sigbus;
+mod signal_chain;
 
 pub use catalog::{Catalog, CatalogError, Dataset, DatasetInfo};
 #[cfg(feature = "wasmtime")]
@@ -37,4 +39,4 @@ pub use core_abi::{DatasetHost, DatasetView};
 pub use error::ErrorCode;
 pub use interrupt::Interrupt;
 pub use limits::HostLimits;
-pub use mapper::{MapLimits, Mapper, MediaError};
+pub use mapper::{MapLimits, MapTechnique, Mapper, MediaError};

@@ -68,6 +68,44 @@ impl LinearMemory {
     }
 }
 
+/// How a dataset is mapped into a guest's memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MapTechnique {
+    /// `MAP_PRIVATE`, read-write: stores land in private copies made by the kernel. Image files
+    /// and mounts.
+    Private,
+    /// `MAP_SHARED`, read-only, with copy-on-write done by the host ([`crate::cow`]): what
+    /// device-dax allows. Works on image files and mounts too (which is how it is tested).
+    Shared,
+    /// Shared on a dax character device, private elsewhere.
+    #[default]
+    Auto,
+}
+
+impl MapTechnique {
+    /// Whether `dataset` is mapped shared.
+    pub fn is_shared_for(self, dataset: &Dataset) -> bool {
+        match self {
+            MapTechnique::Private => false,
+            MapTechnique::Shared => true,
+            MapTechnique::Auto => dataset.is_dax(),
+        }
+    }
+}
+
+impl std::str::FromStr for MapTechnique {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "private" => Ok(MapTechnique::Private),
+            "shared" => Ok(MapTechnique::Shared),
+            "auto" => Ok(MapTechnique::Auto),
+            _ => Err(format!("'{s}' is not a map technique: private, shared or auto")),
+        }
+    }
+}
+
 /// What one guest may hold of the process's mapping resources.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapLimits {
@@ -75,13 +113,15 @@ pub struct MapLimits {
     pub max_mappings: usize,
     /// Kernel memory mappings (VMAs) its dataset mappings may occupy: one per file piece (an
     /// extent, or a 2 MiB chunk of an interleaved file) plus two per mapping for splitting the
-    /// guest memory around it.
+    /// guest memory around it (and, mapped shared, two per 2 MiB block for its copies).
     pub max_kernel_mappings: usize,
+    /// How datasets are mapped.
+    pub technique: MapTechnique,
 }
 
 impl Default for MapLimits {
     fn default() -> Self {
-        MapLimits { max_mappings: 256, max_kernel_mappings: 4096 }
+        MapLimits { max_mappings: 256, max_kernel_mappings: 4096, technique: MapTechnique::Auto }
     }
 }
 
@@ -95,6 +135,8 @@ const POPULATE_CHUNK: usize = 64 << 20;
 struct Live {
     /// Guest address.
     at: u32,
+    /// Mapped shared (read-only, copy-on-write by the host) rather than private.
+    shared: bool,
     /// Bytes of the guest range replaced (the request rounded up to the host page).
     mapped_len: u64,
     /// Dataset bytes mapped.
@@ -144,6 +186,7 @@ impl Mapper {
     /// process has fewer left.
     pub fn new(limits: MapLimits) -> Result<Mapper, MapperError> {
         sigbus::install();
+        crate::cow::install();
         Ok(Mapper {
             live: BTreeMap::new(),
             stuck: Vec::new(),
@@ -225,22 +268,39 @@ impl Mapper {
             return no_room("the guest holds max_mappings live mappings");
         }
         let pieces = dataset.pieces(offset, u64::from(len));
-        // One per piece, plus the two pieces of guest memory it may split off around it.
-        let needed = pieces.len() + 2;
+        let page = host_page();
+        let mapped_len = u64::from(len).div_ceil(page) * page;
+        // SAFETY: `at + mapped_len <= at + reserved <= mem.size` (checked above), so the address
+        // is inside the accessible memory.
+        let host_start = unsafe { mem.base.as_ptr().add(at as usize) } as usize;
+        let shared = self.limits.technique.is_shared_for(dataset);
+        // One per piece, plus the two pieces of guest memory it may split off around it, plus
+        // (shared) what the copies of written blocks may split off.
+        let needed = pieces.len()
+            + 2
+            + if shared { crate::cow::kernel_mappings_for(host_start, mapped_len as usize) } else { 0 };
         if self.kernel_mappings + needed > self.limits.max_kernel_mappings {
             return no_room("the guest's max_kernel_mappings would be exceeded");
         }
         let Some(charge) = map_budget::charge(needed) else {
             return no_room("the process's kernel mapping budget is used up");
         };
-        let page = host_page();
-        let mapped_len = u64::from(len).div_ceil(page) * page;
-        // SAFETY: `at + mapped_len <= at + reserved <= mem.size` (checked above), so the address
-        // is inside the accessible memory.
-        let host_start = unsafe { mem.base.as_ptr().add(at as usize) } as usize;
-        let guard = match self.slots.register(host_start, mapped_len as usize) {
+        let registered = if shared {
+            self.slots.register_shared(host_start, mapped_len as usize)
+        } else {
+            self.slots.register(host_start, mapped_len as usize)
+        };
+        let guard = match registered {
             Ok(g) => g,
             Err(e) => return no_room(&e.to_string()),
+        };
+        let (prot, flags) = if shared {
+            (rustix::mm::ProtFlags::READ, rustix::mm::MapFlags::FIXED | rustix::mm::MapFlags::SHARED)
+        } else {
+            (
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::FIXED | rustix::mm::MapFlags::PRIVATE,
+            )
         };
         let mut done = 0u64;
         for piece in pieces {
@@ -250,17 +310,12 @@ impl Mapper {
             // which is inside the guest's accessible memory (checked above) and overlaps no live
             // mapping; per `LinearMemory::new`'s contract no Rust reference points into it. The
             // file offset is page-aligned (famfs extents are 2 MiB-aligned and `offset` is 64 KiB-
-            // aligned). MAP_FIXED replaces the guest's pages; MAP_PRIVATE keeps stores private.
-            let r = unsafe {
-                rustix::mm::mmap(
-                    addr as *mut _,
-                    plen as usize,
-                    rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                    rustix::mm::MapFlags::FIXED | rustix::mm::MapFlags::PRIVATE,
-                    piece.fd,
-                    piece.file_offset,
-                )
-            };
+            // aligned). MAP_FIXED replaces the guest's pages. The fd is O_RDONLY, so the file
+            // cannot change either way: MAP_PRIVATE (read-write) keeps stores private; MAP_SHARED
+            // is read-only, and a store faults into the copy-on-write handler, registered above
+            // before any page is mapped, which gives the block a private copy first.
+            let r =
+                unsafe { rustix::mm::mmap(addr as *mut _, plen as usize, prot, flags, piece.fd, piece.file_offset) };
             if let Err(e) = r {
                 tracing::warn!(dataset = dataset.name(), "mmap failed: {e}");
                 // Put anonymous memory back over whatever was replaced so far.
@@ -268,7 +323,17 @@ impl Mapper {
                 if !zero_fill(host_start, replaced) {
                     self.kernel_mappings += charge.count();
                     let dataset = dataset.name().into();
-                    self.stuck.push(Live { at, mapped_len: replaced, len, dataset, offset, guard, charge, host_start });
+                    self.stuck.push(Live {
+                        at,
+                        shared,
+                        mapped_len: replaced,
+                        len,
+                        dataset,
+                        offset,
+                        guard,
+                        charge,
+                        host_start,
+                    });
                 }
                 return Err(ErrorCode::Io);
             }
@@ -280,7 +345,7 @@ impl Mapper {
         self.bytes_mapped += u64::from(len);
         self.kernel_mappings += charge.count();
         let dataset = dataset.name().to_string();
-        self.live.insert(at, Live { at, mapped_len, len, dataset, offset, guard, charge, host_start });
+        self.live.insert(at, Live { at, shared, mapped_len, len, dataset, offset, guard, charge, host_start });
         Ok(at)
     }
 
@@ -316,6 +381,28 @@ impl Mapper {
             self.stuck.push(l);
         }
         true
+    }
+
+    /// Readies host memory `[start, start + len)` of this guest for a write by the kernel (a
+    /// `read` straight into guest memory): every page there that belongs to a shared mapping is
+    /// written once from user space, with the byte already there, so the copy-on-write handler
+    /// gives its block a private copy now. The kernel's own writes into a read-only shared page
+    /// would fail with `EFAULT` instead of faulting into the handler.
+    pub fn prepare_kernel_write(&self, start: usize, len: usize) {
+        let end = start.saturating_add(len);
+        let page = host_page() as usize;
+        for l in self.live.values().filter(|l| l.shared) {
+            let (from, to) = (start.max(l.host_start), end.min(l.host_start + l.mapped_len as usize));
+            let mut p = from & !(page - 1);
+            while p < to {
+                let at = p.max(from);
+                // SAFETY: `at` lies in a live shared mapping of this guest (inside its accessible
+                // memory); the store writes back the byte just read, so no byte changes, and the
+                // fault it raises is the copy-on-write handler's to serve.
+                unsafe { (at as *mut u8).write_volatile((at as *const u8).read_volatile()) };
+                p += page;
+            }
+        }
     }
 
     /// Whether any of this guest's mappings, live or unmapped, has seen a media error (cheap

@@ -35,9 +35,10 @@
 //!   can never make it see one registration's start with another's end. It takes no lock and
 //!   allocates nothing.
 
-use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crate::signal_chain::Chain;
 
 /// How many mappings can be guarded at once, across all guests of the process.
 pub const CAPACITY: usize = 16384;
@@ -54,42 +55,34 @@ struct Slot {
     range: AtomicU64,
     /// Offset of the first fault within the range, plus one; 0 = none.
     fault: AtomicUsize,
+    /// For a shared mapping, the first of its copy-on-write block states in
+    /// [`crate::cow`]'s pool; [`NOT_SHARED`] for a private one. Written before the range is
+    /// published.
+    blocks: AtomicU32,
 }
 
+/// [`Slot::blocks`] of a private mapping.
+pub(crate) const NOT_SHARED: u32 = u32::MAX;
+
 #[allow(clippy::declare_interior_mutable_const)]
-const EMPTY: Slot = Slot { used: AtomicBool::new(false), range: AtomicU64::new(0), fault: AtomicUsize::new(0) };
+const EMPTY: Slot = Slot {
+    used: AtomicBool::new(false),
+    range: AtomicU64::new(0),
+    fault: AtomicUsize::new(0),
+    blocks: AtomicU32::new(NOT_SHARED),
+};
 static SLOTS: [Slot; CAPACITY] = [EMPTY; CAPACITY];
 /// One past the highest slot ever claimed: the handler scans no further.
 static HIGH: AtomicUsize = AtomicUsize::new(0);
 /// Slots promised to guests by [`reserve`] and not yet given back.
 static RESERVED: AtomicUsize = AtomicUsize::new(0);
 
-/// The handler that was installed before ours; written once, before ours is installed.
-struct Previous(std::cell::UnsafeCell<MaybeUninit<libc::sigaction>>);
-// SAFETY: written exactly once inside `INSTALL.call_once`, before our handler (the only other
-// reader) can run; read-only afterwards.
-unsafe impl Sync for Previous {}
-static PREVIOUS: Previous = Previous(std::cell::UnsafeCell::new(MaybeUninit::uninit()));
-static INSTALL: Once = Once::new();
+static CHAIN: Chain = Chain::new(libc::SIGBUS);
 
 /// Installs the process-wide handler (idempotent). Call it after creating the wasmtime engine,
 /// so wasmtime's handlers, if it ever installs one for SIGBUS, are chained behind ours.
 pub fn install() {
-    INSTALL.call_once(|| {
-        // SAFETY: `sigaction` is called with a zeroed struct filled in here and a valid out
-        // pointer into `PREVIOUS`, which nothing else reads until this returns (the handler we
-        // install only reads it after installation). `on_sigbus` has the SA_SIGINFO signature.
-        unsafe {
-            let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = on_sigbus as *const () as usize;
-            act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
-            libc::sigemptyset(&mut act.sa_mask);
-            let prev = (*PREVIOUS.0.get()).as_mut_ptr();
-            if libc::sigaction(libc::SIGBUS, &act, prev) != 0 {
-                panic!("cannot install the SIGBUS handler: {}", std::io::Error::last_os_error());
-            }
-        }
-    });
+    CHAIN.install(on_sigbus);
 }
 
 /// Why a range cannot be guarded.
@@ -151,6 +144,9 @@ pub struct Registration {
     slot: usize,
     start: usize,
     live: Arc<AtomicUsize>,
+    /// A shared mapping's copy-on-write block states, held so they are freed after the slot
+    /// stops naming them (the field drops after `Drop::drop` has run).
+    _blocks: Option<crate::cow::Blocks>,
 }
 
 fn page_shift() -> u32 {
@@ -175,6 +171,23 @@ impl Reservation {
     /// Guards `[start, start + len)` (page-aligned) in one of this guest's slots. [`install`]
     /// must have been called.
     pub fn register(&mut self, start: usize, len: usize) -> Result<Registration, GuardError> {
+        self.claim(start, len, None)
+    }
+
+    /// [`register`](Self::register) for a shared, read-only mapping whose pages the guest and
+    /// the host may store to: the copy-on-write handler ([`crate::cow`]) gives each 2 MiB block
+    /// a private copy at its first write fault.
+    pub fn register_shared(&mut self, start: usize, len: usize) -> Result<Registration, GuardError> {
+        let blocks = crate::cow::Blocks::alloc(start, len).ok_or(GuardError::ProcessFull)?;
+        self.claim(start, len, Some(blocks))
+    }
+
+    fn claim(
+        &mut self,
+        start: usize,
+        len: usize,
+        blocks: Option<crate::cow::Blocks>,
+    ) -> Result<Registration, GuardError> {
         if self.live.load(Ordering::Acquire) >= self.limit {
             return Err(GuardError::GuestFull(self.limit));
         }
@@ -184,11 +197,12 @@ impl Reservation {
         for (i, s) in SLOTS.iter().enumerate() {
             if s.used.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 s.fault.store(0, Ordering::Relaxed);
+                s.blocks.store(blocks.as_ref().map_or(NOT_SHARED, |b| b.first()), Ordering::Relaxed);
                 HIGH.fetch_max(i + 1, Ordering::AcqRel);
-                // Publishing the range last makes the slot visible to the handler.
+                // Publishing the range last makes the slot visible to the handlers.
                 s.range.store(word, Ordering::Release);
                 self.live.fetch_add(1, Ordering::AcqRel);
-                return Ok(Registration { slot: i, start, live: self.live.clone() });
+                return Ok(Registration { slot: i, start, live: self.live.clone(), _blocks: blocks });
             }
         }
         Err(GuardError::ProcessFull)
@@ -219,6 +233,7 @@ impl Drop for Registration {
     fn drop(&mut self) {
         let s = &SLOTS[self.slot];
         s.range.store(0, Ordering::Release);
+        s.blocks.store(NOT_SHARED, Ordering::Release);
         s.used.store(false, Ordering::Release);
         self.live.fetch_sub(1, Ordering::AcqRel);
     }
@@ -233,30 +248,30 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         && let Some((slot, start, len)) = registered(addr)
     {
         let _ = SLOTS[slot].fault.compare_exchange(0, addr - start + 1, Ordering::AcqRel, Ordering::Relaxed);
-        repair(start, len);
+        repair(slot, start, len);
         return;
     }
     // Not ours: hand it to whoever was there before.
-    // SAFETY: PREVIOUS was fully written before this handler was installed (see `install`).
-    let prev = unsafe { (*PREVIOUS.0.get()).assume_init_ref() };
-    let handler = prev.sa_sigaction;
-    if prev.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: the previous handler was installed with SA_SIGINFO, so it has this signature.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { std::mem::transmute(handler) };
-        f(sig, info, ctx);
-    } else if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-        die_on_return();
-    } else {
-        // SAFETY: a plain (non-SA_SIGINFO) handler takes the signal number only.
-        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
-        f(sig);
+    CHAIN.forward(sig, info, ctx);
+}
+
+/// The shared registration covering `addr`: (start, len, first block state), or `None`. The
+/// range is read whole, then the block index, then the range again: if it changed (torn down
+/// on another thread meanwhile), `Err(())` asks the caller to let the instruction run again.
+/// Called from the SIGSEGV handler: no lock, no allocation, one bounded pass.
+pub(crate) fn registered_shared(addr: usize) -> Result<Option<(usize, usize, u32)>, ()> {
+    let Some((slot, start, len)) = registered(addr) else { return Ok(None) };
+    let s = &SLOTS[slot];
+    let blocks = s.blocks.load(Ordering::Acquire);
+    if pack(start, len) != Some(s.range.load(Ordering::Acquire)) {
+        return Err(());
     }
+    Ok((blocks != NOT_SHARED).then_some((start, len, blocks)))
 }
 
 /// The registration covering `addr`, as (slot, start, len): each slot's range is read in one
 /// atomic load, so it is a range some registration had, never one made of two. Called from the
-/// signal handler: no lock, no allocation, one bounded pass.
+/// signal handlers: no lock, no allocation, one bounded pass.
 fn registered(addr: usize) -> Option<(usize, usize, usize)> {
     let high = HIGH.load(Ordering::Acquire).min(CAPACITY);
     for (i, s) in SLOTS[..high].iter().enumerate() {
@@ -274,7 +289,7 @@ fn registered(addr: usize) -> Option<(usize, usize, usize)> {
 
 /// Makes the registered range `[start, start + len)` safe to resume on: anonymous zeros, else
 /// `PROT_NONE`, else the process dies on return. Three system calls at most; no loop.
-fn repair(start: usize, len: usize) {
+fn repair(slot: usize, start: usize, len: usize) {
     // SAFETY: `start .. start + len` is a registered range: pages the mapper mapped inside a
     // guest's linear memory, which the runtime owns and nothing outside the guest's own store
     // references. Replacing them with anonymous zeroed read-write memory is what unmapping does
@@ -298,21 +313,11 @@ fn repair(start: usize, len: usize) {
     // kernel mappings), so it needs no new one. A wasm load from it then traps in wasmtime's
     // own SIGSEGV handler instead of faulting here again.
     if unsafe { libc::mprotect(start as *mut libc::c_void, len, libc::PROT_NONE) } == 0 {
+        // A write there now faults for want of any access: not a copy-on-write fault.
+        SLOTS[slot].blocks.store(NOT_SHARED, Ordering::Release);
         return;
     }
-    die_on_return();
-}
-
-/// Restores the default SIGBUS action: the faulting instruction re-runs on return and the
-/// process dies with SIGBUS, as it would have without the guard.
-fn die_on_return() {
-    // SAFETY: a zeroed sigaction with SIG_DFL is a valid argument; `sigaction` is
-    // async-signal-safe.
-    unsafe {
-        let mut act: libc::sigaction = std::mem::zeroed();
-        act.sa_sigaction = libc::SIG_DFL;
-        libc::sigaction(libc::SIGBUS, &act, std::ptr::null_mut());
-    }
+    CHAIN.die_on_return();
 }
 
 #[cfg(test)]

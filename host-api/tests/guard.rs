@@ -3,81 +3,19 @@
 //! kernel's limit run in a child process of their own (this test binary, run again for that one
 //! test), so that nothing else in the process moves the count.
 
-use famfs_host_api::mapper::{LinearMemory, MapLimits, Mapper, WASM_PAGE};
-use famfs_host_api::{Catalog, ErrorCode, Interrupt, sigbus};
-use std::path::Path;
+mod common;
+
+use common::{GuestLikeMemory, catalog};
+use famfs_host_api::mapper::{MapLimits, Mapper, WASM_PAGE};
+use famfs_host_api::{ErrorCode, Interrupt, sigbus};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Set in the child process, to the test it is to run.
 const CHILD: &str = "FAMFS_GUARD_TEST_CHILD";
 
-/// A stand-in for a guest's linear memory made as wasmtime and `TrackingMemoryCreator` make
-/// theirs: a `PROT_NONE | MAP_NORESERVE` reservation whose first `size` bytes are made
-/// read-write.
-struct GuestLikeMemory {
-    base: *mut u8,
-    size: usize,
-    reserved: usize,
-}
-
-impl GuestLikeMemory {
-    fn new(size: usize) -> GuestLikeMemory {
-        let reserved = size * 4;
-        // SAFETY: a fresh anonymous reservation at an address the kernel picks.
-        let base = unsafe {
-            rustix::mm::mmap_anonymous(
-                std::ptr::null_mut(),
-                reserved,
-                rustix::mm::ProtFlags::empty(),
-                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::NORESERVE,
-            )
-        }
-        .unwrap() as *mut u8;
-        // SAFETY: the first `size` bytes of the reservation just made.
-        unsafe {
-            rustix::mm::mprotect(base.cast(), size, rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE)
-        }
-        .unwrap();
-        GuestLikeMemory { base, size, reserved }
-    }
-
-    fn lm(&self) -> LinearMemory {
-        // SAFETY: the accessible part of our reservation; it never moves and the tests hold no
-        // references into it while mapping.
-        unsafe { LinearMemory::new(self.base, self.size) }.unwrap()
-    }
-
-    fn addr(&self, at: u32) -> usize {
-        self.base as usize + at as usize
-    }
-
-    fn load(&self, at: u32) -> u8 {
-        // SAFETY: inside the accessible part (or a live mapping there).
-        unsafe { self.base.add(at as usize).read_volatile() }
-    }
-
-    fn store(&self, at: u32, v: u8) {
-        // SAFETY: inside the accessible, writable part.
-        unsafe { self.base.add(at as usize).write_volatile(v) }
-    }
-}
-
-impl Drop for GuestLikeMemory {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the reservation this value made.
-        unsafe { rustix::mm::munmap(self.base.cast(), self.reserved).unwrap() };
-    }
-}
-
 fn kernel_mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
-}
-
-fn catalog(dir: &Path) -> Catalog {
-    let mut c = Catalog::open_mount(dir).unwrap();
-    c.grant("/").unwrap();
-    c
 }
 
 /// Runs test `name` in a child process (with [`CHILD`] set), waiting at most `limit`; returns
@@ -283,7 +221,8 @@ fn a_guest_at_its_caps_is_refused_and_others_still_map() {
     let ds = catalog(dir.path()).open("f.bin").unwrap();
     let mem = GuestLikeMemory::new(16 << 20);
     let p = WASM_PAGE as u32;
-    let mut greedy = Mapper::new(MapLimits { max_mappings: 3, max_kernel_mappings: 1000 }).unwrap();
+    let mut greedy =
+        Mapper::new(MapLimits { max_mappings: 3, max_kernel_mappings: 1000, ..MapLimits::default() }).unwrap();
     for i in 0..3 {
         assert_eq!(greedy.map(mem.lm(), &ds, 0, p, i * 2 * p, false), Ok(i * 2 * p));
     }
@@ -291,7 +230,8 @@ fn a_guest_at_its_caps_is_refused_and_others_still_map() {
     assert!(greedy.unmap(0));
     assert_eq!(greedy.map(mem.lm(), &ds, 0, p, 6 * p, false), Ok(6 * p), "a slot is free again");
     // One simple-file mapping takes 3 kernel mappings (its piece, and the memory split around it).
-    let mut tight = Mapper::new(MapLimits { max_mappings: 100, max_kernel_mappings: 7 }).unwrap();
+    let mut tight =
+        Mapper::new(MapLimits { max_mappings: 100, max_kernel_mappings: 7, ..MapLimits::default() }).unwrap();
     assert_eq!(tight.map(mem.lm(), &ds, 0, p, 20 * p, false), Ok(20 * p));
     assert_eq!(tight.map(mem.lm(), &ds, 0, p, 22 * p, false), Ok(22 * p));
     assert_eq!(tight.kernel_mappings(), 6);

@@ -12,7 +12,9 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(name = "famfs-run", version, about = "Run a WebAssembly guest over famfs datasets, zero-copy and read-only")]
 struct Cli {
-    /// famfs image file or dax device (/dev/daxX.Y); files are found through its log.
+    /// famfs image file or dax device (/dev/daxX.Y), or tag:UUID / uuid:UUID (the device whose
+    /// superblock or sysfs tag carries it, searched in /dev/dax* and FAMFS_DEVICE_PATH); files
+    /// are found through its log.
     #[arg(short = 'd', long, env = "FAMFS_DEVICE", conflicts_with = "mount")]
     device: Option<PathBuf>,
     /// A mounted famfs (or any directory).
@@ -41,6 +43,11 @@ struct Cli {
     /// Fuel budget (counts executed instructions; slows execution somewhat).
     #[arg(long)]
     fuel: Option<u64>,
+    /// How datasets are mapped: private (copy-on-write by the kernel; images and mounts),
+    /// shared (read-only, copy-on-write by famfs-run: what /dev/dax allows), or auto (shared on a
+    /// dax device, private elsewhere).
+    #[arg(long, value_name = "private|shared|auto", default_value = "auto")]
+    map_technique: famfs_host_api::MapTechnique,
     /// Largest guest memory, e.g. 512M, 4G (mapped datasets count).
     #[arg(long, value_parser = famfs::units::parse_size, default_value = "4G")]
     max_memory: u64,
@@ -188,7 +195,8 @@ fn prepare_manifest(cli: Cli, path: &Path) -> Result<Prepared> {
     // Checks the module's sha256 when the manifest gives one.
     let program = manifest.load(&runtime)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let mut inv = manifest.invocation(Limits { max_memory: cli.max_memory, ..Limits::default() }, input)?;
+    let defaults = Limits { max_memory: cli.max_memory, map_technique: cli.map_technique, ..Limits::default() };
+    let mut inv = manifest.invocation(defaults, input)?;
     inv.args.extend(cli.module.iter().map(|m| m.to_string_lossy().into_owned()).chain(cli.args));
     inv.stdio = if cli.json { Stdio::Capture } else { Stdio::Inherit };
     Ok(Prepared { runtime, program, inv, compile_ms })
@@ -247,7 +255,13 @@ fn prepare_flags(cli: Cli) -> Result<Prepared> {
         dirs,
         famfs_dirs,
         entry,
-        limits: Limits { timeout: cli.timeout, fuel: cli.fuel, max_memory: cli.max_memory, ..Limits::default() },
+        limits: Limits {
+            timeout: cli.timeout,
+            fuel: cli.fuel,
+            max_memory: cli.max_memory,
+            map_technique: cli.map_technique,
+            ..Limits::default()
+        },
         stdio: if cli.json { Stdio::Capture } else { Stdio::Inherit },
         cancel: None,
     };

@@ -45,6 +45,9 @@ impl SandboxEngine {
         // After the engine exists, so wasmtime's own signal handlers are installed first and
         // the SIGBUS guard chains to whatever was there.
         famfs_host_api::sigbus::install();
+        // Likewise the copy-on-write handler for shared mappings, ahead of wasmtime's SIGSEGV
+        // handler, to which it passes every other fault.
+        famfs_host_api::cow::install();
         // wasmtime-wasi makes its own tokio runtime on first use when the caller has none (the
         // CLI), and panics if it cannot: make it now, while descriptors and threads are
         // plentiful, not later in a guest's first write to stdout.

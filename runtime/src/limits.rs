@@ -2,7 +2,7 @@
 //! process-wide resource a guest can take through the host: dataset mappings and the kernel
 //! mappings they occupy, open datasets, captured output.
 
-use famfs_host_api::{HostLimits, MapLimits};
+use famfs_host_api::{HostLimits, MapLimits, MapTechnique};
 use std::time::Duration;
 
 /// Limits of one invocation.
@@ -26,6 +26,10 @@ pub struct Limits {
     pub max_kernel_mappings: usize,
     /// Datasets open at once (on a mounted source, each holds a file descriptor). Default 1024.
     pub max_open_datasets: usize,
+    /// How datasets are mapped: private copy-on-write mappings (images, mounts), shared
+    /// read-only mappings with copy-on-write done by the host (what device-dax allows), or
+    /// `Auto`: shared on a dax character device, private elsewhere (the default).
+    pub map_technique: MapTechnique,
     /// Most bytes of standard output, and of standard error, kept when they are captured
     /// ([`crate::Stdio::Capture`]); later output is dropped and the stream reports it full.
     /// Default 16 MiB each.
@@ -44,6 +48,7 @@ impl Default for Limits {
             max_mappings: map.max_mappings,
             max_kernel_mappings: map.max_kernel_mappings,
             max_open_datasets: host.max_open,
+            map_technique: MapTechnique::Auto,
             max_output: 16 << 20,
         }
     }
@@ -53,7 +58,11 @@ impl Limits {
     /// What the `famfs:dataset` host of a guest under these limits may hold.
     pub fn host(&self) -> HostLimits {
         HostLimits {
-            map: MapLimits { max_mappings: self.max_mappings, max_kernel_mappings: self.max_kernel_mappings },
+            map: MapLimits {
+                max_mappings: self.max_mappings,
+                max_kernel_mappings: self.max_kernel_mappings,
+                technique: self.map_technique,
+            },
             max_open: self.max_open_datasets,
             max_memory: self.max_memory,
         }

@@ -9,7 +9,8 @@
 //! args = ["--mode", "map"]         # optional command-line arguments
 //!
 //! [source]                         # optional: where datasets come from
-//! device = "famfs.img"             # a famfs image or /dev/daxX.Y ... (relative to this file)
+//! device = "famfs.img"             # a famfs image or /dev/daxX.Y (relative to this file), or
+//!                                  # tag:UUID / uuid:UUID (the device carrying that tag or UUID)
 //! # mount = "/mnt/famfs"           # ... or a mounted famfs (not both)
 //! datasets = ["logs", "data/x.bin"]  # grants ('/' = everything)
 //! dirs = { "/data" = "logs" }      # read-only WASI directories (GUEST = famfs or mount PATH)
@@ -22,6 +23,7 @@
 //! max_kernel_mappings = 4096       # kernel mappings (VMAs) those may occupy
 //! max_open_datasets = 1024         # datasets open at once
 //! max_output = "16M"               # captured stdout, and stderr, kept (the rest is dropped)
+//! map_technique = "auto"           # private | shared | auto (shared on a dax device)
 //!
 //! [env]                            # environment variables
 //! LOG = "info"
@@ -137,6 +139,8 @@ pub struct LimitsSpec {
     pub max_open_datasets: Option<usize>,
     /// Captured stdout (and stderr) kept, e.g. "4M".
     pub max_output: Option<String>,
+    /// "private", "shared" or "auto".
+    pub map_technique: Option<String>,
 }
 
 /// A parsed manifest, its relative paths resolved against its directory.
@@ -196,7 +200,9 @@ impl Manifest {
         let base = path.parent().unwrap_or(Path::new("."));
         // `join` keeps an absolute path as it is.
         m.module.path = base.join(&m.module.path);
-        m.source.device = m.source.device.as_deref().map(|p| base.join(p));
+        // `tag:UUID` and `uuid:UUID` name a device by what it holds, not by path.
+        let by_uuid = |p: &Path| p.to_str().is_some_and(|s| s.starts_with("tag:") || s.starts_with("uuid:"));
+        m.source.device = m.source.device.as_deref().map(|p| if by_uuid(p) { p.to_path_buf() } else { base.join(p) });
         m.source.mount = m.source.mount.as_deref().map(|p| base.join(p));
         m.check()?;
         Ok(m)
@@ -255,6 +261,9 @@ impl Manifest {
                 Some(n) => *field = n,
                 None => {}
             }
+        }
+        if let Some(t) = &self.limits.map_technique {
+            l.map_technique = t.parse().map_err(|e| self.invalid(format!("limits.map_technique: {e}")))?;
         }
         if let Some(m) = &self.limits.max_output {
             let size = famfs::units::parse_size(m).map_err(|e| self.invalid(format!("limits.max_output: {e}")))?;
@@ -369,6 +378,7 @@ mod tests {
             max_kernel_mappings = 64
             max_open_datasets = 16
             max_output = "1k"
+            map_technique = "shared"
             [env]
             LOG = "debug"
             [config]
@@ -383,6 +393,7 @@ mod tests {
         assert_eq!(l.timeout, Some(std::time::Duration::from_millis(1500)));
         assert_eq!((l.fuel, l.max_memory), (Some(1000), 64 << 20));
         assert_eq!((l.max_mappings, l.max_kernel_mappings, l.max_open_datasets, l.max_output), (8, 64, 16, 1024));
+        assert_eq!(l.map_technique, famfs_host_api::MapTechnique::Shared);
     }
 
     #[test]
@@ -396,6 +407,7 @@ mod tests {
             ("[module]\npath = \"a.wasm\"\n[limits]\nmax_memory = \"lots\"\n", "limits.max_memory"),
             ("[module]\npath = \"a.wasm\"\n[limits]\nmax_mappings = 0\n", "limits.max_mappings must be at least 1"),
             ("[module]\npath = \"a.wasm\"\n[limits]\nmax_output = \"x\"\n", "limits.max_output"),
+            ("[module]\npath = \"a.wasm\"\n[limits]\nmap_technique = \"dax\"\n", "not a map technique"),
             ("[module]\npath = \"a.wasm\"\n[source]\ndevice = \"x\"\nmount = \"y\"\n", "both device and mount"),
             ("[module]\npath = \"a.wasm\"\n[source]\ndatasets = [\"/\"]\n", "need source.device or source.mount"),
             ("[source]\ndevice = \"x\"\n", "missing field `module`"),

@@ -79,7 +79,7 @@ pub enum RunError {
     StackOverflow,
     /// The memory behind a mapped dataset failed.
     #[error("{0}")]
-    Media(#[serde(serialize_with = "ser_display")] MediaError),
+    Media(#[serde(serialize_with = "ser_media")] MediaError),
     /// The guest trapped.
     #[error("the guest trapped: {message}")]
     Trap {
@@ -104,8 +104,15 @@ pub enum RunError {
     },
 }
 
-fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
+/// A media error as fields (`{"kind": "media", "dataset": .., "offset": ..}`): the variant's
+/// tag needs a map to go into, which a bare string is not.
+fn ser_media<S: serde::Serializer>(m: &MediaError, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Fields<'a> {
+        dataset: &'a str,
+        offset: u64,
+    }
+    Fields { dataset: &m.dataset, offset: m.offset }.serialize(s)
 }
 
 /// What an invocation measured.
@@ -323,8 +330,18 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// preopens (read-only). A handler's stdin is empty: its input comes through `handle`.
 pub(crate) fn wasi_builder(inv: &Invocation, pipes: Option<&Pipes>) -> Result<WasiCtxBuilder, RunError> {
     let mut b = WasiCtxBuilder::new();
-    // Before preopened_dir: file I/O then runs on this thread (pread straight into guest memory).
-    b.allow_blocking_current_thread(true);
+    // Before preopened_dir: file I/O then runs on this thread, reading straight into guest
+    // memory. Not when datasets may be mapped shared: the kernel cannot write into a read-only
+    // shared page (EFAULT), so reads then go through a buffer copied into guest memory from user
+    // space, which the copy-on-write handler serves.
+    let shared = match inv.limits.map_technique {
+        famfs_host_api::MapTechnique::Private => false,
+        famfs_host_api::MapTechnique::Shared => true,
+        famfs_host_api::MapTechnique::Auto => inv.catalog.on_dax(),
+    };
+    if !shared {
+        b.allow_blocking_current_thread(true);
+    }
     b.arg(&inv.program).args(&inv.args);
     for (k, v) in &inv.env {
         b.env(k, v);
@@ -474,4 +491,26 @@ pub(crate) fn classify(e: wasmtime::Error, denied: Option<usize>, inv: &Invocati
 fn trapped(e: &wasmtime::Error) -> RunError {
     let d = crate::failure::describe(e);
     RunError::Trap { message: d.message, backtrace: d.backtrace }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every error serializes with its kind (`--json`, famfs-serve's error bodies); a media
+    /// error used to fail to serialize at all (its tag had no map to go into).
+    #[test]
+    fn errors_serialize_with_their_kind() {
+        let media = RunError::Media(MediaError { dataset: "data/x.bin".into(), offset: 4096 });
+        let v = serde_json::to_value(&media).unwrap();
+        assert_eq!(v, serde_json::json!({ "kind": "media", "dataset": "data/x.bin", "offset": 4096 }));
+        let outcome =
+            Outcome { result: Err(media), metrics: Metrics::default(), stdout: None, stderr: None, reply: None };
+        let v = serde_json::to_value(&outcome).unwrap();
+        assert_eq!(v["result"]["error"]["kind"], "media");
+        assert!(v["result"]["message"].as_str().unwrap().contains("media error in dataset data/x.bin at offset 4096"));
+        for e in [RunError::Timeout { limit_ms: 5 }, RunError::Host { message: "x".into() }, RunError::Cancelled] {
+            assert!(serde_json::to_value(&e).unwrap()["kind"].is_string(), "{e}");
+        }
+    }
 }

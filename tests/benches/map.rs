@@ -12,27 +12,6 @@ use famfs_host_api::Catalog;
 use famfs_run_tests::bench::median;
 use famfs_run_tests::harness::{catalog_mount, run_with};
 use famfs_runtime::Limits;
-use std::path::Path;
-use std::time::Instant;
-
-fn native_sum(path: &Path) -> (u64, f64) {
-    let f = std::fs::File::open(path).unwrap();
-    let t = Instant::now();
-    // SAFETY: the benchmark owns this file and nothing truncates it while it is mapped.
-    let m = unsafe { memmap2::Mmap::map(&f).unwrap() };
-    let mut acc = [0u64; 4];
-    let mut chunks = m.chunks_exact(32);
-    for c in &mut chunks {
-        for (i, a) in acc.iter_mut().enumerate() {
-            *a = a.wrapping_add(u64::from_le_bytes(c[i * 8..i * 8 + 8].try_into().unwrap()));
-        }
-    }
-    let mut s = acc.iter().fold(0u64, |x, y| x.wrapping_add(*y));
-    s = s.wrapping_add(famfs_run_tests::native::sum_u64(chunks.remainder()));
-    // The guest's time includes unmapping (the SDK drops its window), so this one does too.
-    drop(m);
-    (s, t.elapsed().as_secs_f64())
-}
 
 fn main() {
     let size = famfs_run_tests::bench::size();
@@ -44,13 +23,13 @@ fn main() {
     famfs_run_tests::write_pattern_file(&file, size);
     let gb = size as f64 / 1e9;
     println!("famfs-run zero-copy benchmark: {} byte file in {}", size, dir.path().parent().unwrap().display());
-    let (want, _) = native_sum(&file);
+    let (want, _) = famfs_run_tests::bench::native_mmap_sum(&file);
     let mut native = Vec::new();
     let mut mapped = Vec::new();
     let mut populated = Vec::new();
     let mut wasi = Vec::new();
     for _ in 0..runs {
-        let (s, t) = native_sum(&file);
+        let (s, t) = famfs_run_tests::bench::native_mmap_sum(&file);
         assert_eq!(s, want);
         native.push(t);
         let r = run_with("sum-u64", &["data.bin"], catalog_mount(&root, &["/"]), &[], Limits::default());

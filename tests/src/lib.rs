@@ -195,6 +195,26 @@ pub mod bench {
         tempfile::Builder::new().prefix(prefix).tempdir_in(base).unwrap()
     }
 
+    /// mmap of `path` and a wrapping u64 sum of its bytes, compiled for the host, unmapped
+    /// again (as a guest's window is): (sum, seconds).
+    pub fn native_mmap_sum(path: &std::path::Path) -> (u64, f64) {
+        let f = std::fs::File::open(path).unwrap();
+        let t = std::time::Instant::now();
+        // SAFETY: the benchmark owns this file and nothing truncates it while it is mapped.
+        let m = unsafe { memmap2::Mmap::map(&f).unwrap() };
+        let mut acc = [0u64; 4];
+        let mut chunks = m.chunks_exact(32);
+        for c in &mut chunks {
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = a.wrapping_add(u64::from_le_bytes(c[i * 8..i * 8 + 8].try_into().unwrap()));
+            }
+        }
+        let mut s = acc.iter().fold(0u64, |x, y| x.wrapping_add(*y));
+        s = s.wrapping_add(crate::native::sum_u64(chunks.remainder()));
+        drop(m);
+        (s, t.elapsed().as_secs_f64())
+    }
+
     /// The median (upper middle) of `v`.
     pub fn median(mut v: Vec<f64>) -> f64 {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -205,6 +225,7 @@ pub mod bench {
 pub mod harness {
     use super::Flavor;
     use famfs_host_api::Catalog;
+    use famfs_host_api::MapTechnique;
     use famfs_runtime::{EngineOptions, Entry, Invocation, Limits, Outcome, Program, SandboxEngine, Stdio};
     use std::collections::HashMap;
     use std::path::PathBuf;
@@ -302,9 +323,12 @@ pub mod harness {
             }
         }
 
-        /// Runs it.
-        pub fn run(self) -> Run {
+        /// Runs it (with this thread's [`TechniqueScope`], if there is one).
+        pub fn run(mut self) -> Run {
             let s = shared();
+            if let Some(t) = TECHNIQUE.get() {
+                self.limits.map_technique = t;
+            }
             let inv = Invocation {
                 program: self.name.to_string(),
                 args: self.args.iter().map(|a| a.to_string()).collect(),
@@ -322,6 +346,47 @@ pub mod harness {
             let stderr = String::from_utf8_lossy(outcome.stderr.as_deref().unwrap_or_default()).into_owned();
             Run { outcome, stdout, stderr }
         }
+    }
+
+    thread_local! {
+        /// The map technique runs on this thread use instead of their limits' own (see
+        /// [`with_techniques`]).
+        static TECHNIQUE: std::cell::Cell<Option<MapTechnique>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// Makes the runs on this thread map datasets with a technique until dropped.
+    pub struct TechniqueScope(Option<MapTechnique>);
+
+    impl TechniqueScope {
+        /// Runs on this thread use `technique` until the scope is dropped.
+        pub fn new(technique: MapTechnique) -> TechniqueScope {
+            TechniqueScope(TECHNIQUE.replace(Some(technique)))
+        }
+    }
+
+    impl Drop for TechniqueScope {
+        fn drop(&mut self) {
+            TECHNIQUE.set(self.0);
+        }
+    }
+
+    /// The technique of this thread's [`TechniqueScope`], if one is live.
+    pub fn current_technique() -> Option<MapTechnique> {
+        TECHNIQUE.get()
+    }
+
+    /// Both map techniques (issue 12: every guest and adversarial case runs under each): the
+    /// private mappings images and mounts use, and the shared, read-only mappings with
+    /// copy-on-write by the host that device-dax requires, forced here on files.
+    pub const TECHNIQUES: [MapTechnique; 2] = [MapTechnique::Private, MapTechnique::Shared];
+
+    /// Every (flavor, technique) pair of `flavors` and [`TECHNIQUES`]; while the scope lives,
+    /// runs on this thread map with that technique. `for (flavor, _scope) in ...`.
+    pub fn with_techniques(flavors: &[Flavor]) -> impl Iterator<Item = (Flavor, TechniqueScope)> + '_ {
+        TECHNIQUES.into_iter().flat_map(move |t| flavors.iter().map(move |&f| (f, t))).map(|(f, t)| {
+            eprintln!("-- {f:?}, {t:?} mappings");
+            (f, TechniqueScope::new(t))
+        })
     }
 
     /// Runs wasm32-wasip1 guest `name` with `args` over `catalog`, with read-only `dirs` and

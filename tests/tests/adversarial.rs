@@ -1,9 +1,10 @@
 //! The adversarial suite: guests that try to change a dataset, crash the host or escape the
 //! sandbox. Each runs in this process (the test process is the host: if a guest could crash
 //! it, the test binary would die), and after each the dataset's sha256 is unchanged. Every case
-//! runs as a core module, as a component, and as a core module adapted into a component.
+//! runs as a core module, as a component, and as a core module adapted into a component, each
+//! with datasets mapped private and mapped shared (the device-dax technique, forced on files).
 
-use famfs_run_tests::harness::{Run, catalog_device, catalog_mount, run_flavor};
+use famfs_run_tests::harness::{Run, catalog_device, catalog_mount, run_flavor, with_techniques};
 use famfs_run_tests::{Flavor, ImageFile, image_with, mount_with, pattern, scratch, sha256_file};
 use famfs_runtime::{Limits, RunError};
 use std::path::{Path, PathBuf};
@@ -66,17 +67,21 @@ fn err(r: &Run) -> &RunError {
 /// Case 1: Stores into a mapped range land in the guest's private copy.
 #[test]
 fn guest_store_into_mapping() {
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         guest_store_into_mapping_as(flavor);
     }
 }
 
 fn guest_store_into_mapping_as(flavor: Flavor) {
     let s = setup();
+    let copies = famfs_host_api::cow::copies();
     unchanged(&[&s.img], || {
         let r = run(flavor, &["store", NAME], catalog_device(&s.img, &["/"]));
         assert_eq!(r.ok().trim(), "stored 170");
     });
+    if famfs_run_tests::harness::current_technique() == Some(famfs_host_api::MapTechnique::Shared) {
+        assert!(famfs_host_api::cow::copies() > copies, "{flavor:?}: the shared mapping was never copied on write");
+    }
     let file = s.mnt.join(NAME);
     unchanged(&[&file], || {
         let r = run(flavor, &["store", NAME], catalog_mount(&s.mnt, &["/"]));
@@ -87,7 +92,7 @@ fn guest_store_into_mapping_as(flavor: Flavor) {
 /// Case 2: WASI fd_read into a mapped range.
 #[test]
 fn wasi_read_into_mapping() {
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         wasi_read_into_mapping_as(flavor);
     }
 }
@@ -112,7 +117,7 @@ fn wasi_read_into_mapping_as(flavor: Flavor) {
 /// Case 3: A host call whose output pointer points into a mapped range.
 #[test]
 fn host_call_output_into_mapping() {
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         host_call_output_into_mapping_as(flavor);
     }
 }
@@ -130,7 +135,7 @@ fn host_call_output_into_mapping_as(flavor: Flavor) {
 /// error naming the dataset and offset. Both for an image source and a mounted file.
 #[test]
 fn truncated_while_mapped_is_a_media_error() {
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         truncated_while_mapped_is_a_media_error_as(flavor);
     }
 }
@@ -167,7 +172,7 @@ fn truncated_while_mapped_is_a_media_error_as(flavor: Flavor) {
 /// Case 5: An infinite loop hits the timeout.
 #[test]
 fn infinite_loop_times_out() {
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         infinite_loop_times_out_as(flavor);
     }
 }
@@ -183,7 +188,7 @@ fn infinite_loop_times_out_as(flavor: Flavor) {
 /// Case 6: A memory bomb hits the memory limit.
 #[test]
 fn memory_bomb_hits_the_limit() {
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         memory_bomb_hits_the_limit_as(flavor);
     }
 }
@@ -204,7 +209,7 @@ fn memory_bomb_hits_the_limit_as(flavor: Flavor) {
 /// Case 7: Unbounded recursion overflows the stack.
 #[test]
 fn unbounded_recursion_overflows_the_stack() {
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         unbounded_recursion_overflows_the_stack_as(flavor);
     }
 }
@@ -217,7 +222,7 @@ fn unbounded_recursion_overflows_the_stack_as(flavor: Flavor) {
 /// Case 8: Bad map requests get error codes.
 #[test]
 fn bad_map_requests_get_error_codes() {
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         bad_map_requests_get_error_codes_as(flavor);
     }
 }
@@ -245,7 +250,7 @@ fn bad_map_requests_get_error_codes_as(flavor: Flavor) {
 /// Case 9: Forged and double-dropped handles trap the guest, not the host.
 #[test]
 fn forged_and_double_dropped_handles_trap() {
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         forged_and_double_dropped_handles_trap_as(flavor);
     }
 }
@@ -278,7 +283,7 @@ fn forged_and_double_dropped(s: &Setup, flavor: Flavor) {
 /// Case 10: `..`, absolute and symlink escapes are not permitted, through the catalog and WASI.
 #[test]
 fn escapes_are_not_permitted() {
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         escapes_are_not_permitted_as(flavor);
     }
 }
@@ -315,7 +320,7 @@ fn escapes(s: &Setup, flavor: Flavor) {
 /// Case 11: A dataset that was not granted is not permitted, and not listed.
 #[test]
 fn ungranted_dataset_is_not_permitted() {
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         ungranted_dataset_is_not_permitted_as(flavor);
     }
 }
@@ -342,7 +347,7 @@ fn ungranted(s: &Setup, flavor: Flavor) {
 /// Case 12: memory.grow never reaches into a mapping.
 #[test]
 fn memory_grow_never_reaches_a_mapping() {
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         memory_grow_never_reaches_a_mapping_as(flavor);
     }
 }
@@ -359,7 +364,7 @@ fn memory_grow_never_reaches_a_mapping_as(flavor: Flavor) {
 /// returned list there: it lands in the guest's private copy, the dataset is unchanged.
 #[test]
 fn realloc_into_a_mapping() {
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         realloc_into_a_mapping_as(flavor);
     }
 }
@@ -381,7 +386,7 @@ fn realloc_into_a_mapping_as(flavor: Flavor) {
 /// allocates anything for it.
 #[test]
 fn reads_beyond_the_memory_limit_are_refused() {
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         reads_beyond_the_memory_limit_are_refused_as(flavor);
     }
 }

@@ -284,3 +284,36 @@ fn manifests_on_the_command_line() {
     let o = famfs_run().args(["--manifest", s(&cmd), "--device", s(&img)]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `--map-technique shared` maps datasets the way device-dax requires (shared, read-only, with
+/// copy-on-write by famfs-run), on an image too: the same answers; a device found by
+/// `uuid:UUID` in `FAMFS_DEVICE_PATH` works like its path; bad values are clear errors.
+#[test]
+fn map_technique_and_devices_by_uuid() {
+    let dir = scratch();
+    let data = text(5 << 20, 6);
+    let devices = dir.path().join("devices");
+    std::fs::create_dir(&devices).unwrap();
+    let img = image_with(&devices, 32 << 20, &[ImageFile { path: "logs/app.log", data: &data, strips: None }]);
+    let (l, w, b) = native::wc(&data);
+    let want = format!("{l} {w} {b} logs/app.log\n");
+    for technique in ["private", "shared", "auto"] {
+        let o = famfs_run()
+            .args(["-d", s(&img), "--dataset", "/", "--map-technique", technique, s(&guest("wc")), "logs/app.log"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{technique}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), want, "{technique}");
+    }
+    let o = famfs_run().args(["--map-technique", "dax", s(&guest("wc"))]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("private, shared or auto"));
+    let sb = famfs::read_superblock(&famfs::Device::open(&img, famfs::Access::ReadOnly).unwrap()).unwrap();
+    let o = famfs_run()
+        .env("FAMFS_DEVICE_PATH", &devices)
+        .args(["-d", &format!("uuid:{}", sb.fs_uuid), "--dataset", "/", s(&guest("wc")), "logs/app.log"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), want);
+}

@@ -2,7 +2,7 @@
 //! source, agrees with the same computation done natively; through the zero-copy path (whole
 //! and in small windows), the copying `dataset.read` path and WASI reads.
 
-use famfs_run_tests::harness::{Run, catalog_device, catalog_mount, run_flavor};
+use famfs_run_tests::harness::{Run, catalog_device, catalog_mount, run_flavor, with_techniques};
 use famfs_run_tests::{Flavor, ImageFile, image_with, mount_with, native, pattern, scratch, text};
 use famfs_runtime::Limits;
 use std::path::PathBuf;
@@ -39,7 +39,7 @@ fn flavors(guest: &str) -> &'static [Flavor] {
 
 /// Each way to run a guest over the same bytes, in each flavor.
 fn each_source(f: &Fixture, guest: &str, pre: &[&str], name: &str, check: &dyn Fn(&Run, &str)) {
-    for &flavor in flavors(guest) {
+    for (flavor, _technique) in with_techniques(flavors(guest)) {
         each_source_as(flavor, f, guest, pre, name, check);
     }
 }
@@ -123,7 +123,7 @@ fn histogram_agrees_with_native() {
 #[test]
 fn mapping_is_reported_in_the_metrics() {
     let f = fixture();
-    for flavor in Flavor::ALL {
+    for (flavor, _technique) in with_techniques(&Flavor::ALL) {
         let run =
             |args: &[&str]| run_flavor(flavor, "sum-u64", args, catalog_device(&f.img, &["/"]), &[], Limits::default());
         let r = run(&["striped/big.bin"]);

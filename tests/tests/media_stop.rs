@@ -4,7 +4,7 @@
 //! not return and has no time limit). It is now stopped within an epoch tick of the fault, and
 //! the invocation fails with a media error naming the dataset and the offset.
 
-use famfs_run_tests::harness::{Spec, catalog_mount, program};
+use famfs_run_tests::harness::{self, Spec, catalog_mount, program};
 use famfs_run_tests::{Flavor, ImageFile, mount_with, pattern, scratch};
 use famfs_runtime::RunError;
 use std::time::{Duration, Instant};
@@ -14,13 +14,14 @@ const SIZE: usize = 8 << 20;
 
 #[test]
 fn a_guest_that_never_returns_is_stopped_by_a_media_error() {
-    for flavor in Flavor::ALL {
+    for (flavor, technique) in harness::TECHNIQUES.into_iter().flat_map(|t| Flavor::ALL.map(|f| (f, t))) {
         let dir = scratch();
         let data = pattern(SIZE, 3);
         let mnt = mount_with(dir.path(), &[ImageFile { path: NAME, data: &data, strips: None }]);
         program("adversary", flavor);
         // No time limit: only the media error can end it.
-        let spec = Spec::new("adversary", flavor, &["spin-read", NAME], catalog_mount(&mnt, &["/"]));
+        let mut spec = Spec::new("adversary", flavor, &["spin-read", NAME], catalog_mount(&mnt, &["/"]));
+        spec.limits.map_technique = technique;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(spec.run());
@@ -46,7 +47,7 @@ fn a_guest_that_never_returns_is_stopped_by_a_media_error() {
             other => panic!("{flavor:?}: expected a media error, got {other:?}; stderr {}", run.stderr),
         }
         assert!(run.stdout.starts_with("ready "), "{flavor:?}: {}", run.stdout);
-        println!("{flavor:?}: stopped {} ms after the file was cut", stopped.as_millis());
+        println!("{flavor:?}, {technique:?}: stopped {} ms after the file was cut", stopped.as_millis());
         // An epoch tick is 10 ms; allow for a loaded CI machine.
         assert!(stopped < Duration::from_secs(5), "{flavor:?}: stopped only after {stopped:?}");
     }

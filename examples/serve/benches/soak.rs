@@ -4,8 +4,10 @@
 //! process), mixing good guests (60%: map and sum a dataset; 10%: echo), traps (10%), timeouts
 //! (10%: a spinning guest with a 20 ms limit) and media errors (10%: a guest reading a mapped
 //! file in a loop while the file is cut under it). For each it prints the process's resident
-//! memory, open descriptors and kernel mappings after a warm-up of 500 invocations and at the
-//! end: the goal is flat within 5%.
+//! memory, open descriptors and kernel mappings after a warm-up of 1,000 invocations and at the
+//! end: the goal is flat within 5%. Threads are shown too: tokio's blocking pools grow with the
+//! load (each thread is two kernel mappings, its stack and guard) and shrink after 10 s idle, so
+//! a warm-up shorter than the pools' growth shows them as mappings gained.
 
 use famfs_host_api::Catalog;
 use famfs_run_tests::{Flavor, guest_for, pattern};
@@ -19,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const CONCURRENCY: usize = 16;
-const WARM_UP: usize = 500;
+const WARM_UP: usize = 1000;
 const MEDIA_FILE: usize = 256 << 10;
 
 /// What one invocation does, by its number.
@@ -55,12 +57,13 @@ impl Kind {
     }
 }
 
-/// Resident memory (KiB), open descriptors and kernel mappings of process `pid`.
+/// Resident memory (KiB), open descriptors, kernel mappings and threads of process `pid`.
 #[derive(Clone, Copy, Debug)]
 struct Stats {
     rss_kb: u64,
     fds: usize,
     maps: usize,
+    threads: usize,
 }
 
 fn stats(pid: u32) -> Stats {
@@ -70,6 +73,7 @@ fn stats(pid: u32) -> Stats {
         rss_kb: rss.trim().trim_end_matches(" kB").parse().unwrap(),
         fds: std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count(),
         maps: std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap().lines().count(),
+        threads: std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count(),
     }
 }
 
@@ -82,12 +86,13 @@ fn setup(dir: &Path) -> PathBuf {
     mnt
 }
 
-/// Makes the file a media invocation reads, and cuts it 30 ms later (after the guest mapped it).
+/// Makes the file a media invocation reads, and cuts it 300 ms later (after the guest mapped
+/// it, even with every slot busy).
 fn media_file(mnt: &Path, i: usize) -> std::thread::JoinHandle<()> {
     let path = mnt.join(format!("media/{i}.bin"));
     std::fs::write(&path, vec![1u8; MEDIA_FILE]).unwrap();
     std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(300));
         std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
     })
 }
@@ -150,12 +155,16 @@ fn soak_runtime(mnt: &Path, n: usize) -> (Stats, Stats, Tally, Duration) {
     let batch = |from: usize, to: usize| {
         rt.block_on(async {
             let gate = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
-            let mut tasks = Vec::new();
+            // Finished tasks are reaped as the run goes: a task's memory stays until it is joined.
+            let mut tasks = tokio::task::JoinSet::new();
             for i in from..to {
                 let permit = gate.clone().acquire_owned().await.unwrap();
                 let (runtime, program, catalog, tally, mnt) =
                     (runtime.clone(), program.clone(), catalog.clone(), tally.clone(), mnt.to_path_buf());
-                tasks.push(tokio::spawn(async move {
+                while let Some(done) = tasks.try_join_next() {
+                    done.unwrap();
+                }
+                tasks.spawn(async move {
                     let kind = Kind::of(i);
                     let (input, timeout) = kind.request(i);
                     let cutter = (kind == Kind::Media).then(|| media_file(&mnt, i));
@@ -170,10 +179,10 @@ fn soak_runtime(mnt: &Path, n: usize) -> (Stats, Stats, Tally, Duration) {
                         remove_media_file(&mnt, i);
                     }
                     drop(permit);
-                }));
+                });
             }
-            for t in tasks {
-                t.await.unwrap();
+            while let Some(done) = tasks.join_next().await {
+                done.unwrap();
             }
         })
     };
@@ -309,15 +318,15 @@ fn main() {
     let mnt = setup(dir.path());
     println!("soak: {n} invocations, {CONCURRENCY} at a time (first {WARM_UP} are the warm-up)\n");
     println!(
-        "| path | invocations after warm-up (s) | outcomes | RSS MiB warm → end | descriptors | kernel mappings |"
+        "| path | invocations after warm-up (s) | outcomes | RSS MiB warm → end | descriptors | kernel mappings | threads |"
     );
-    println!("|---|---:|---|---|---|---|");
+    println!("|---|---:|---|---|---|---|---|");
     let mut unexpected = 0;
     for (path, (warm, end, tally, took)) in
         [("Runtime::invoke", soak_runtime(&mnt, n)), ("famfs-serve (HTTP)", soak_serve(dir.path(), &mnt, n))]
     {
         println!(
-            "| {path} | {} ({:.1}) | {} | {} → {} ({}) | {} → {} ({}) | {} → {} ({}) |",
+            "| {path} | {} ({:.1}) | {} | {} → {} ({}) | {} → {} ({}) | {} → {} ({}) | {} → {} |",
             n - WARM_UP,
             took.as_secs_f64(),
             tally.summary(),
@@ -330,6 +339,8 @@ fn main() {
             warm.maps,
             end.maps,
             change(warm.maps as u64, end.maps as u64),
+            warm.threads,
+            end.threads,
         );
         unexpected += tally.unexpected();
     }

@@ -39,7 +39,7 @@ cases: store NAME | fd-read-into-map NAME WASI_PATH | hostcall-into-map NAME | s
        escape NAME_INSIDE | not-granted NAME | grow NAME | list | map-only NAME |
        realloc-into-map NAME OTHER | hold NAME SECONDS | big-read NAME LEN |
        spin-read NAME | churn NAME N SECONDS | hold-many NAME N SECONDS | open-many NAME N |
-       long-name MIB | raw-read NAME LEN";
+       long-name MIB | raw-read NAME LEN | write-every NAME STRIDE";
 
 fn usage() -> ! {
     eprintln!("{USAGE}");
@@ -111,6 +111,7 @@ fn main() {
         "realloc-into-map" => realloc_into_map(arg(&args, 1), arg(&args, 2)),
         "hold" => hold(arg(&args, 1), arg(&args, 2)),
         "big-read" => big_read(arg(&args, 1), arg(&args, 2)),
+        "write-every" => write_every(arg(&args, 1), arg(&args, 2)),
         "spin-read" => exhaust::spin_read(&args),
         "churn" => exhaust::churn(&args),
         "hold-many" => exhaust::hold_many(&args),
@@ -451,6 +452,23 @@ fn hold(name: &str, seconds: &str) {
     println!("ready {}", byte_sum(m.as_slice()));
     std::thread::sleep(std::time::Duration::from_secs(secs));
     black_box(&m);
+}
+
+/// Maps NAME and stores one byte every STRIDE bytes of it (the first store into each page or
+/// block is what a copy-on-write costs): `wrote {count}`.
+fn write_every(name: &str, stride: &str) {
+    let stride: usize = stride.parse().ok().filter(|&s| s > 0).unwrap_or_else(|| usage());
+    let ds = must(name, Dataset::open(name));
+    let m = must(name, ds.map());
+    let p = std::ptr::with_exposed_provenance_mut::<u8>(m.addr() as usize);
+    let mut count = 0u64;
+    for i in (0..m.len()).step_by(stride) {
+        // SAFETY: `i < m.len()`, inside the live mapping `m`; the store lands in this guest's
+        // private copy of the page (that is what this case measures).
+        unsafe { std::ptr::write_volatile(p.add(i), 1) };
+        count += 1;
+    }
+    println!("wrote {count}");
 }
 
 /// Asks for LEN bytes at once through the copying `read`: `big-read {outcome}`.

@@ -340,7 +340,7 @@ impl Dataset {
         if len == 0 {
             return Ok(Mapped::empty(offset));
         }
-        let reservation = pool::reserve(map_len.div_ceil(PAGE) as u32)?;
+        let reservation = pool::reserve(map_len.div_ceil(PAGE) as u32, aligned)?;
         let mut mapped = self.map_at(aligned, map_len as u32, reservation, options)?;
         // The slice starts at `offset`, `skip` bytes into the mapping (`map_len = len + skip`).
         mapped.base = mapped.base.wrapping_add(skip as usize);
@@ -450,14 +450,14 @@ impl<'a> Iterator for Windows<'a> {
         let offset = self.next;
         // Every window reserves the same number of pages, so a dropped window's range is
         // reused exactly by the next one.
-        let mut reserved = pool::reserve(self.pages);
+        let mut reserved = pool::reserve(self.pages, offset);
         while let Err(Error::MemoryGrow { .. }) = reserved
             && self.shrink
             && self.pages > SHRINK_MIN_PAGES
         {
             self.pages /= 2;
             self.window = u64::from(self.pages) * PAGE;
-            reserved = pool::reserve(self.pages);
+            reserved = pool::reserve(self.pages, offset);
         }
         let len = self.window.min(self.dataset.len - offset);
         let r = reserved.and_then(|r| self.dataset.map_at(offset, len as u32, r, self.options));

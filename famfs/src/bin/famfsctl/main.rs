@@ -15,7 +15,8 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(name = "famfsctl", version, about = "Make and inspect famfs file systems on image files and dax devices")]
 struct Cli {
-    /// famfs image file or dax device (/dev/daxX.Y).
+    /// famfs image file or dax device (/dev/daxX.Y), or tag:UUID / uuid:UUID (the device whose
+    /// superblock or sysfs tag carries it, searched in /dev/dax* and FAMFS_DEVICE_PATH).
     #[arg(short = 'd', long = "device", env = "FAMFS_DEVICE", global = true)]
     device: Option<PathBuf>,
     /// No progress bars or informational messages.

@@ -1,0 +1,244 @@
+//! Copy-on-write done by the host, for datasets mapped shared (the technique device-dax needs,
+//! which refuses private mappings).
+//!
+//! # Contract
+//! A shared dataset mapping is `mmap(MAP_SHARED | MAP_FIXED, PROT_READ)` of the read-only file
+//! or device, inside the guest's accessible memory, registered with
+//! [`Reservation::register_shared`](crate::sigbus::Reservation::register_shared). Loads read
+//! the device's own pages. A store (by the guest, by WASI or a host call writing into guest
+//! memory, by wasmtime writing a list where `cabi_realloc` pointed) faults: the kernel raises
+//! SIGSEGV with `SEGV_ACCERR`. The handler installed by [`install`], after wasmtime's (so it
+//! runs first, and hands every other fault to wasmtime's), then gives the 2 MiB block around
+//! the address (clipped to the mapping) a private copy:
+//!
+//! 1. it moves the block's state from *shared* to *copying* (one compare-and-swap, so one thread
+//!    copies; another faulting on the block meanwhile returns and faults again until the copy is
+//!    in place: no write is lost, and no block is copied twice over a private one);
+//! 2. maps fresh anonymous memory elsewhere, copies the block's bytes into it, and `mremap`s it
+//!    over the block, which the kernel does atomically for the threads that touch it (all
+//!    three are plain memory operations or async-signal-safe system calls);
+//! 3. marks the block *private* and returns: the store runs again and lands in the copy.
+//!
+//! The device never changes (it is mapped read-only, and opened `O_RDONLY`). The copy is part
+//! of the guest's memory, which the limiter already counts. Each block copied adds at most two
+//! kernel mappings; a mapping charges them to the process budget ([`crate::map_budget`]) when it
+//! is made. Should the copy be impossible (no memory), the fault goes on to wasmtime's handler:
+//! a trap for guest code, the process's end for host code, as without this handler.
+//!
+//! 2 MiB is the split granularity of typical device-dax (a dax mapping can be split only at
+//! its alignment), so a block never splits the device mapping anywhere else; image files and
+//! mounts mapped shared use the same blocks.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Mutex, Once};
+
+use crate::signal_chain::Chain;
+
+/// The copy-on-write block: 2 MiB.
+pub const BLOCK: usize = 2 << 20;
+
+/// Block states in the pool: 2^20 blocks cover 2 TiB of shared mappings at once.
+const POOL: usize = 1 << 20;
+
+/// `si_code` of a SIGSEGV for an access the page's protection forbids (Linux `SEGV_ACCERR`).
+const SEGV_ACCERR: libc::c_int = 2;
+
+const SHARED: u8 = 0;
+const COPYING: u8 = 1;
+const PRIVATE: u8 = 2;
+
+#[allow(clippy::declare_interior_mutable_const)]
+const FRESH: AtomicU8 = AtomicU8::new(SHARED);
+/// Block states, never freed (the handler reads them without a lock).
+static STATES: [AtomicU8; POOL] = [FRESH; POOL];
+/// Blocks copied since the process started.
+static COPIES: AtomicU64 = AtomicU64::new(0);
+
+/// How many blocks the handler has copied in this process (each a guest's or the host's first
+/// store into a 2 MiB block of a shared mapping).
+pub fn copies() -> u64 {
+    COPIES.load(Ordering::Relaxed)
+}
+
+/// Free runs of [`STATES`]: (first, count), sorted, non-adjacent. Host code only.
+static FREE: Mutex<Vec<(u32, u32)>> = Mutex::new(Vec::new());
+static FREE_INIT: Once = Once::new();
+
+/// The blocks `[start, start + len)` spans: from the 2 MiB boundary at or below `start`.
+fn block_count(start: usize, len: usize) -> usize {
+    let base = start & !(BLOCK - 1);
+    (start + len - base).div_ceil(BLOCK)
+}
+
+/// A shared mapping's run of block states; given back when dropped.
+#[derive(Debug)]
+pub struct Blocks {
+    first: u32,
+    count: u32,
+}
+
+impl Blocks {
+    /// States for the blocks of `[start, start + len)`, all *shared*; `None` when the pool has
+    /// no such run free.
+    pub(crate) fn alloc(start: usize, len: usize) -> Option<Blocks> {
+        let count = u32::try_from(block_count(start, len)).ok()?;
+        FREE_INIT.call_once(|| FREE.lock().unwrap_or_else(|e| e.into_inner()).push((0, POOL as u32)));
+        let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
+        let i = free.iter().position(|&(_, n)| n >= count)?;
+        let (first, n) = free[i];
+        if n == count {
+            free.remove(i);
+        } else {
+            free[i] = (first + count, n - count);
+        }
+        for s in &STATES[first as usize..(first + count) as usize] {
+            s.store(SHARED, Ordering::Relaxed);
+        }
+        Some(Blocks { first, count })
+    }
+
+    /// Index of the first state.
+    pub(crate) fn first(&self) -> u32 {
+        self.first
+    }
+}
+
+impl Drop for Blocks {
+    fn drop(&mut self) {
+        let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
+        let i = free.partition_point(|&(f, _)| f < self.first);
+        free.insert(i, (self.first, self.count));
+        // Merge with the neighbours.
+        if i + 1 < free.len() && free[i].0 + free[i].1 == free[i + 1].0 {
+            free[i].1 += free[i + 1].1;
+            free.remove(i + 1);
+        }
+        if i > 0 && free[i - 1].0 + free[i - 1].1 == free[i].0 {
+            free[i - 1].1 += free[i].1;
+            free.remove(i);
+        }
+    }
+}
+
+/// Kernel mappings a shared mapping of `[start, start + len)` may come to need for its copies.
+pub fn kernel_mappings_for(start: usize, len: usize) -> usize {
+    2 * block_count(start, len)
+}
+
+static CHAIN: Chain = Chain::new(libc::SIGSEGV);
+
+/// Installs the process-wide SIGSEGV handler (idempotent). Call it after creating the wasmtime
+/// engine, so wasmtime's handler is the previous one, to which every fault outside a shared
+/// mapping goes.
+pub fn install() {
+    CHAIN.install(on_sigsegv);
+}
+
+/// What the handler did about a fault.
+enum Handled {
+    /// The block is private now, or another thread is making it so: run the store again.
+    Retry,
+    /// Not ours, or no copy could be made: the previous handler decides.
+    Pass,
+}
+
+extern "C" fn on_sigsegv(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    // A store into a page mapped without write permission.
+    if code == SEGV_ACCERR
+        && let Handled::Retry = copy_on_write(addr)
+    {
+        return;
+    }
+    CHAIN.forward(sig, info, ctx);
+}
+
+/// Gives the block around `addr` of a shared registration its private copy.
+fn copy_on_write(addr: usize) -> Handled {
+    let (start, len, first) = match crate::sigbus::registered_shared(addr) {
+        Ok(Some(hit)) => hit,
+        Ok(None) => return Handled::Pass,
+        // Torn down on another thread as we looked: whatever is there now decides.
+        Err(()) => return Handled::Retry,
+    };
+    let base = start & !(BLOCK - 1);
+    let i = (addr - base) / BLOCK;
+    let block_start = (base + i * BLOCK).max(start);
+    let block_end = (base + (i + 1) * BLOCK).min(start + len);
+    let n = block_end - block_start;
+    let Some(state) = STATES.get(first as usize + i) else { return Handled::Pass };
+    match state.compare_exchange(SHARED, COPYING, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {}
+        // Another thread is copying it (the store runs again once the copy is in place), or has
+        // put the copy in place since this store faulted: a private block is always writable
+        // (its own anonymous copy; the SIGBUS guard's PROT_NONE fallback unregisters the blocks
+        // of the range it locks), so the store now succeeds.
+        Err(_) => return Handled::Retry,
+    }
+    // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing. MAP_POPULATE
+    // has the kernel allocate its pages in one go (an anonymous map: nothing is copied), instead
+    // of one page fault per 4 KiB during the copy below.
+    let copy = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            n,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    };
+    if copy == libc::MAP_FAILED {
+        state.store(SHARED, Ordering::Release);
+        return Handled::Pass;
+    }
+    // SAFETY: `block_start .. block_end` lies in the registered mapping, readable (PROT_READ,
+    // shared); `copy` is `n` bytes of fresh read-write memory; the ranges are distinct. A page
+    // of the source that is gone raises SIGBUS here, which the SIGBUS guard repairs (zeros) and
+    // records as a media error of the guest, whose invocation then fails.
+    unsafe { std::ptr::copy_nonoverlapping(block_start as *const u8, copy.cast::<u8>(), n) };
+    // SAFETY: moves the private copy over the block: the kernel unmaps the block's shared pages
+    // and puts the copy in their place in one step under the process's mapping lock, so another
+    // thread touching the block sees the old pages or the copy, never a hole. `block_start` is
+    // page-aligned (a mapping starts on a page, blocks on 2 MiB boundaries) and `n` a multiple of
+    // the page size (the registered length is).
+    let moved = unsafe {
+        libc::mremap(copy, n, n, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, block_start as *mut libc::c_void)
+    };
+    if moved == libc::MAP_FAILED {
+        // SAFETY: the copy made above, not moved: ours to unmap.
+        unsafe { libc::munmap(copy, n) };
+        state.store(SHARED, Ordering::Release);
+        return Handled::Pass;
+    }
+    state.store(PRIVATE, Ordering::Release);
+    COPIES.fetch_add(1, Ordering::Relaxed);
+    Handled::Retry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_cover_a_range_from_the_boundary_below_it() {
+        assert_eq!(block_count(0, 1), 1);
+        assert_eq!(block_count(BLOCK, BLOCK), 1);
+        assert_eq!(block_count(BLOCK - 4096, 8192), 2);
+        assert_eq!(block_count(3 * BLOCK + 65536, 4 * BLOCK), 5);
+        assert_eq!(kernel_mappings_for(BLOCK, 3 * BLOCK), 6);
+    }
+
+    #[test]
+    fn block_runs_are_reused_after_they_are_given_back() {
+        let a = Blocks::alloc(0, 3 * BLOCK).unwrap();
+        let b = Blocks::alloc(0, BLOCK).unwrap();
+        assert_ne!(a.first(), b.first());
+        let first = a.first();
+        drop(a);
+        let c = Blocks::alloc(0, 2 * BLOCK).unwrap();
+        assert_eq!(c.first(), first, "first fit takes the run given back");
+        drop((b, c));
+    }
+}

@@ -1,0 +1,71 @@
+//! What the host-api integration tests share: a stand-in guest memory and a catalog.
+#![allow(dead_code)]
+
+use famfs_host_api::Catalog;
+use famfs_host_api::mapper::LinearMemory;
+use std::path::Path;
+
+/// A stand-in for a guest's linear memory made as wasmtime and `TrackingMemoryCreator` make
+/// theirs: a `PROT_NONE | MAP_NORESERVE` reservation whose first `size` bytes are made
+/// read-write.
+pub struct GuestLikeMemory {
+    pub base: *mut u8,
+    pub size: usize,
+    reserved: usize,
+}
+
+impl GuestLikeMemory {
+    pub fn new(size: usize) -> GuestLikeMemory {
+        let reserved = size * 4;
+        // SAFETY: a fresh anonymous reservation at an address the kernel picks.
+        let base = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                reserved,
+                rustix::mm::ProtFlags::empty(),
+                rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::NORESERVE,
+            )
+        }
+        .unwrap() as *mut u8;
+        // SAFETY: the first `size` bytes of the reservation just made.
+        unsafe {
+            rustix::mm::mprotect(base.cast(), size, rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE)
+        }
+        .unwrap();
+        GuestLikeMemory { base, size, reserved }
+    }
+
+    pub fn lm(&self) -> LinearMemory {
+        // SAFETY: the accessible part of our reservation; it never moves and the tests hold no
+        // references into it while mapping.
+        unsafe { LinearMemory::new(self.base, self.size) }.unwrap()
+    }
+
+    pub fn addr(&self, at: u32) -> usize {
+        self.base as usize + at as usize
+    }
+
+    pub fn load(&self, at: u32) -> u8 {
+        // SAFETY: inside the accessible part (or a live mapping there).
+        unsafe { self.base.add(at as usize).read_volatile() }
+    }
+
+    pub fn store(&self, at: u32, v: u8) {
+        // SAFETY: inside the accessible, writable part.
+        unsafe { self.base.add(at as usize).write_volatile(v) }
+    }
+}
+
+impl Drop for GuestLikeMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the reservation this value made.
+        unsafe { rustix::mm::munmap(self.base.cast(), self.reserved).unwrap() };
+    }
+}
+
+/// A catalog over `dir` with everything granted.
+pub fn catalog(dir: &Path) -> Catalog {
+    let mut c = Catalog::open_mount(dir).unwrap();
+    c.grant("/").unwrap();
+    c
+}
