@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests need besides Rust, when it is missing (idempotent, quiet when all is
-# there): the C guest toolchain (Debian's clang, wasm-ld, wasi-libc and compiler-rt for wasm32)
+# there): the C guest toolchain (Debian's clang, wasm-ld, llvm-ar, wasi-libc and compiler-rt for
+# wasm32, also used for the C code of the SQL guest)
 # and pyarrow + pandas (the Arrow interoperability tests and benchmark).
 set -euo pipefail
 
 apt_packages=()
 command -v clang-14 >/dev/null || apt_packages+=(clang-14)
 command -v wasm-ld-14 >/dev/null || command -v wasm-ld >/dev/null || apt_packages+=(lld-14)
+# llvm-ar archives zstd's C code for wasm32 (the SQL guest: arrow-rs's IPC codecs).
+command -v llvm-ar-14 >/dev/null || apt_packages+=(llvm-14)
 [ -e /usr/include/wasm32-wasi/stdio.h ] || [ -e /usr/share/wasi-sysroot/include/stdio.h ] || apt_packages+=(wasi-libc)
 ls /usr/lib/llvm-14/lib/clang/14*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 \
     || apt_packages+=(libclang-rt-14-dev-wasm32)

@@ -2,7 +2,8 @@
 //! (components), release, as wasmtime's test-programs crate does, and tells the tests where they
 //! are (`GUESTS_DIR`, `GUESTS_P2_DIR`). Then the C guests (`guests/c/*/`): wit-bindgen's C
 //! bindings generated from `wit/`, compiled with clang for wasm32-wasi against wasi-libc, into
-//! `GUESTS_DIR` as `{name}-c.wasm`.
+//! `GUESTS_DIR` as `{name}-c.wasm`. Then the SQL guest, which has a workspace and target
+//! directory of its own (`SQL_GUEST_DIR`, `SQL_NATIVE`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -36,6 +37,47 @@ fn main() {
         println!("cargo:rustc-env={env}={}", target_dir.join(target).join("release").display());
     }
     build_c_guests(&manifest.join("../wit"), &guests.join("c"), &target_dir.join("wasm32-wasip1/release"), &out);
+    build_sql(&guests.join("sql"), &out, &cargo);
+}
+
+/// The SQL guest (`guests/sql`, its own workspace): `sql.wasm` and `sql_handler.wasm` for
+/// wasm32-wasip1 (`SQL_GUEST_DIR`), and `sql-native`, the same engine on the host
+/// (`SQL_NATIVE`, unoptimised). DataFusion is big, so it has a target directory of its own beside the host's
+/// (`FAMFS_SQL_TARGET_DIR` overrides it), reused by every build.
+fn build_sql(sql: &std::path::Path, out: &std::path::Path, cargo: &std::ffi::OsStr) {
+    let target_dir = std::env::var_os("FAMFS_SQL_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| out.ancestors().nth(4).map_or_else(|| out.join("sql-target"), |t| t.join("sql-target")));
+    let host = std::env::var("HOST").unwrap();
+    // The guest optimised (it is what is tested); sql-native in the `native-test` profile
+    // (unoptimised, a third of the build time; see guests/sql/Cargo.toml).
+    let builds: [(&str, &str, &[&str]); 2] = [
+        ("wasm32-wasip1", "release", &["--workspace", "--features", "famfs-sql/guest"]),
+        (&host, "native-test", &["--bin", "sql-native", "--features", "native"]),
+    ];
+    for (target, profile, args) in builds {
+        let status = Command::new(cargo)
+            .current_dir(sql)
+            .args(["build", "--profile", profile, "--target", target])
+            .args(args)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            // zstd's C code (arrow-rs's IPC codec, which DataFusion turns on) built for wasm32
+            // with Debian's clang and wasi-libc headers, as the C guests are.
+            .env("CC_wasm32_wasip1", "clang-14")
+            .env("AR_wasm32_wasip1", "llvm-ar-14")
+            .env("CFLAGS_wasm32_wasip1", "-isystem /usr/include/wasm32-wasi")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET")
+            .status()
+            .expect("run cargo to build the SQL guest");
+        assert!(status.success(), "building the SQL guest in {} for {target} failed (see above)", sql.display());
+    }
+    println!("cargo:rustc-env=SQL_GUEST_DIR={}", target_dir.join("wasm32-wasip1/release").display());
+    println!("cargo:rustc-env=SQL_NATIVE={}", target_dir.join(&host).join("native-test/sql-native").display());
 }
 
 /// The first of `names` found on PATH.

@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+    famfs_test_support::package_dir(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {

@@ -35,7 +35,7 @@ fn replay(inputs: impl IntoIterator<Item = (String, Vec<u8>)>) -> (usize, Vec<St
 
 #[test]
 fn the_corpus_and_artifacts_run_clean() {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let fuzz = famfs_test_support::package_dir(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let corpus = files_in(&fuzz.join("corpus/host_api"));
     assert!(corpus.len() >= 20, "the host_api corpus has only {} inputs", corpus.len());
     let artifacts = files_in(&fuzz.join("artifacts/host_api"));

@@ -27,4 +27,4 @@ pub use engine::{EngineOptions, SandboxEngine};
 pub use limits::Limits;
 pub use manifest::{Manifest, ManifestError};
 pub use program::{Program, ProgramKind, is_component};
-pub use run::{Cancel, Entry, Invocation, Metrics, Outcome, RunError, Stdio};
+pub use run::{Cancel, Entry, GUEST_MAX_MEMORY_ENV, Invocation, Metrics, Outcome, RunError, Stdio};

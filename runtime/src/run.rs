@@ -326,6 +326,10 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// The environment variable that tells every guest its memory limit in bytes
+/// ([`Limits::max_memory`](crate::Limits::max_memory)).
+pub const GUEST_MAX_MEMORY_ENV: &str = "FAMFS_RUN_MAX_MEMORY";
+
 /// A WASI context builder with `inv`'s arguments, environment, stdio and host-directory
 /// preopens (read-only). A handler's stdin is empty: its input comes through `handle`.
 pub(crate) fn wasi_builder(inv: &Invocation, pipes: Option<&Pipes>) -> Result<WasiCtxBuilder, RunError> {
@@ -343,6 +347,16 @@ pub(crate) fn wasi_builder(inv: &Invocation, pipes: Option<&Pipes>) -> Result<Wa
         b.allow_blocking_current_thread(true);
     }
     b.arg(&inv.program).args(&inv.args);
+    // The guest's own limits, so that it can size itself (the SQL guest's memory pool does);
+    // the environment given may not set the same name, which would lie about them.
+    if inv.env.iter().any(|(k, _)| k == GUEST_MAX_MEMORY_ENV) {
+        return Err(RunError::Setup {
+            message: format!(
+                "{GUEST_MAX_MEMORY_ENV} is set by famfs-run to the guest's memory limit: set --max-memory instead"
+            ),
+        });
+    }
+    b.env(GUEST_MAX_MEMORY_ENV, inv.limits.max_memory.to_string());
     for (k, v) in &inv.env {
         b.env(k, v);
     }

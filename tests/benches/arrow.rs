@@ -61,7 +61,7 @@ fn native(path: &Path, key: &str, value: &str) -> (String, f64) {
 
 /// pandas' medians (read, group-by) in seconds, and its total count.
 fn pandas(path: &Path, key: &str, value: &str, runs: usize) -> (f64, f64, u64) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pandas_side.py");
+    let script = famfs_run_tests::package_dir(env!("CARGO_MANIFEST_DIR")).join("tests/pandas_side.py");
     let o = std::process::Command::new("python3")
         .arg(script)
         .args(["time", path.to_str().unwrap(), key, value, &runs.to_string()])

@@ -1,7 +1,9 @@
 //! Helpers for the end-to-end tests: guest paths, datasets, images, the famfs-run binary.
 
 use famfs::{Attrs, Layout, MkfsOptions, RelPath, Source, SystemIdentity, Writer};
-pub use famfs_test_support::{MASTER_UUID, hex, pattern, scratch, sha256_file, sha256_hex, write_pattern_file};
+pub use famfs_test_support::{
+    MASTER_UUID, hex, package_dir, pattern, scratch, sha256_file, sha256_hex, write_pattern_file,
+};
 use std::path::{Path, PathBuf};
 
 /// How a guest is built and run.
@@ -27,15 +29,56 @@ pub fn guest(name: &str) -> PathBuf {
     guest_for(name, Flavor::Core)
 }
 
-/// A built guest of `flavor` (the wasm32-wasip2 build for [`Flavor::Component`]).
+/// A built guest of `flavor` (the wasm32-wasip2 build for [`Flavor::Component`]). The SQL
+/// guest (`sql`, `sql_handler`) has its own build, for wasm32-wasip1 only.
 pub fn guest_for(name: &str, flavor: Flavor) -> PathBuf {
     let dir = match flavor {
+        _ if SQL_GUESTS.contains(&name) => {
+            assert_ne!(flavor, Flavor::Component, "the SQL guest is built for wasm32-wasip1 only");
+            env!("SQL_GUEST_DIR")
+        }
         Flavor::Core | Flavor::Adapted => env!("GUESTS_DIR"),
         Flavor::Component => env!("GUESTS_P2_DIR"),
     };
     let p = Path::new(dir).join(format!("{name}.wasm"));
     assert!(p.exists(), "guest {} was not built", p.display());
     p
+}
+
+/// The SQL guest's modules (`guests/sql`): the command and the handler.
+pub const SQL_GUESTS: [&str; 2] = ["sql", "sql_handler"];
+
+/// `sql-native`: the SQL guest's engine built for the host.
+pub fn sql_native() -> PathBuf {
+    PathBuf::from(env!("SQL_NATIVE"))
+}
+
+/// The compiled-guest cache the tests share for the SQL guest (in its target directory): its
+/// module is about 90 MB and takes a minute to compile, so the harness, famfs-run and
+/// famfs-serve in the tests all load it through this cache (`--cache-dir`), compiling it once.
+/// Entries for other builds of the guest (each is hundreds of megabytes) are deleted the first
+/// time it is asked for.
+pub fn sql_compiled_cache() -> PathBuf {
+    static PRUNED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PRUNED
+        .get_or_init(|| {
+            let dir = Path::new(env!("SQL_GUEST_DIR")).join("../../compiled-guests");
+            let current: Vec<String> = SQL_GUESTS
+                .iter()
+                .map(|g| {
+                    sha256_hex(&std::fs::read(Path::new(env!("SQL_GUEST_DIR")).join(format!("{g}.wasm"))).unwrap())
+                })
+                .collect();
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // Dot-files are entries another test process is writing.
+                if !name.starts_with('.') && !current.iter().any(|sha| name.starts_with(sha.as_str())) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+            dir
+        })
+        .clone()
 }
 
 /// The master identity the tests write images as.
@@ -251,7 +294,10 @@ pub mod harness {
         m.entry((name.to_string(), flavor))
             .or_insert_with(|| {
                 let bytes = std::fs::read(super::guest_for(name, flavor)).unwrap();
-                Arc::new(Program::load(&s.engine, &bytes, flavor == Flavor::Adapted).unwrap())
+                let cache = super::SQL_GUESTS
+                    .contains(&name)
+                    .then(|| famfs_runtime::ModuleCache::open(super::sql_compiled_cache()).unwrap());
+                Arc::new(Program::load_cached(&s.engine, &bytes, flavor == Flavor::Adapted, cache.as_ref()).unwrap())
             })
             .clone()
     }

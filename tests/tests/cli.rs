@@ -53,6 +53,11 @@ fn guest_exit_codes_and_errors_pass_through() {
     let o = famfs_run().args(["-d", s(&img), "--dataset", "/", s(&wc), "missing"]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("error:"));
+    // The guest's memory limit is famfs-run's to tell (FAMFS_RUN_MAX_MEMORY): --env may not.
+    let o = famfs_run().args(["--env", "FAMFS_RUN_MAX_MEMORY=1", s(&wc), "missing"]).output().unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("FAMFS_RUN_MAX_MEMORY is set by famfs-run") && err.contains("--max-memory"), "{err}");
     // A timeout is 124, with a one-line message.
     let o = famfs_run().args(["--timeout", "200ms", s(&guest("adversary")), "spin"]).output().unwrap();
     assert_eq!(o.status.code(), Some(124));

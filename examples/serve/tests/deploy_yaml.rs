@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 fn docs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/k8s")
+    famfs_run_tests::package_dir(env!("CARGO_MANIFEST_DIR")).join("../../docs/k8s")
 }
 
 fn documents() -> Vec<(PathBuf, serde_yaml_ng::Value)> {

@@ -184,3 +184,45 @@ fn bad_functions_fail_at_start_up() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// The SQL guest as a function: a query in, JSON (or CSV) out; DataFusion's errors are 422.
+#[test]
+fn serves_sql_over_http() {
+    let dir = scratch();
+    let mut csv = String::from("site,celsius\n");
+    for i in 0..3000 {
+        csv.push_str(&format!("{},{}\n", ["north", "south", "east"][i % 3], i % 40));
+    }
+    let img = image_with(
+        dir.path(),
+        32 << 20,
+        &[ImageFile { path: "logs/readings.csv", data: csv.as_bytes(), strips: None }],
+    );
+    let sql = manifest(dir.path(), "sql", &guest_for("sql_handler", Flavor::Core), &img, "timeout = \"60s\"");
+    let cache = famfs_run_tests::sql_compiled_cache();
+    let server = start(&[("sql", &sql)], &["--cache-dir", cache.to_str().unwrap()]);
+    let (status, head, body) = request(
+        &server.addr,
+        "POST",
+        "/invoke/sql",
+        &[],
+        b"SELECT site, count(*) AS n, sum(celsius) AS total FROM readings GROUP BY site ORDER BY site",
+    );
+    assert_eq!(status, 200, "{head}\n{}", String::from_utf8_lossy(&body));
+    let rows: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    // i % 3 == 2 is east: i = 2, 5, ..., 2999; celsius i % 40.
+    let east: u64 = (0..3000u64).filter(|i| i % 3 == 2).map(|i| i % 40).sum();
+    assert_eq!(rows[0], serde_json::json!({"site": "east", "n": 1000, "total": east}));
+    let (status, _, body) = request(
+        &server.addr,
+        "POST",
+        "/invoke/sql",
+        &[],
+        br#"{"sql": "SELECT max(celsius) AS m FROM readings", "format": "csv"}"#,
+    );
+    assert_eq!((status, String::from_utf8(body).unwrap().as_str()), (200, "m\n39\n"));
+    let (status, _, body) = request(&server.addr, "POST", "/invoke/sql", &[], b"SELECT nothing FROM readings");
+    assert_eq!(status, 422);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["message"].as_str().unwrap().contains("No field named nothing"), "{v}");
+}

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// `famfs/tests/fixtures`: images written by the famfs project's own library code (see its
 /// README.md).
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    famfs_test_support::package_dir(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// The fixtures' manifest.json.

@@ -230,6 +230,29 @@ pub struct DatasetInfo {
     pub len: u64,
 }
 
+/// Makes the module export `cabi_realloc`, through which the host returns the lists and
+/// strings of `list` and `read`: put `famfs_guest::export_cabi_realloc!();` at the root of a
+/// guest built without link-time optimisation (the SQL guest is).
+///
+/// wit-bindgen defines `cabi_realloc` in its runtime library, and the linker only takes an
+/// archive member something refers to. With LTO the whole program is one object and the symbol
+/// survives; without it, a command that never exports a function of its own (whose glue would
+/// refer to it) lost it, and its first `list` trapped. A `#[used]` reference in the final
+/// crate's own object, which is always linked, keeps it.
+#[macro_export]
+macro_rules! export_cabi_realloc {
+    () => {
+        #[cfg(target_family = "wasm")]
+        const _: () = {
+            unsafe extern "C" {
+                fn cabi_realloc(old: *mut u8, old_len: usize, align: usize, new_len: usize) -> *mut u8;
+            }
+            #[used]
+            static KEEP_CABI_REALLOC: unsafe extern "C" fn(*mut u8, usize, usize, usize) -> *mut u8 = cabi_realloc;
+        };
+    };
+}
+
 /// Every dataset this guest may open (files only), in name order.
 pub fn list() -> Vec<DatasetInfo> {
     raw::list().into_iter().map(|i| DatasetInfo { name: i.name, len: i.len }).collect()

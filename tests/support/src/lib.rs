@@ -6,6 +6,15 @@
 use std::io::Write;
 use std::path::Path;
 
+/// The directory of the package whose tests are running, given `env!("CARGO_MANIFEST_DIR")`
+/// as compiled: cargo's `CARGO_MANIFEST_DIR` of this run when it sets one (`cargo test`,
+/// `cargo bench`), else the compiled path. The compiled path alone goes stale when clones at
+/// different paths share one target directory: cargo reuses a test binary whose sources did not
+/// change, and the binary then reads files from the other clone, or from nowhere.
+pub fn package_dir(compiled: &str) -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| compiled.into(), Into::into)
+}
+
 /// The system UUID the tests write images as (the master host of every image they make).
 pub const MASTER_UUID: &str = "11111111-2222-4333-8444-555555555555";
 

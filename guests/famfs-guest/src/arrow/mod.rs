@@ -28,11 +28,19 @@
 //! buffers once; project the file ([`ArrowFile::project`]) to decode just the columns you use.
 //!
 //! That needs a file arrow-rs can use in place: uncompressed (compressed buffers would have to
-//! be decompressed into new memory), and aligned (every buffer at a multiple of 8 bytes, as the
-//! format requires, and of 16 for 16-byte types such as `Decimal128`). Other files are refused
-//! with [`ArrowError::Compressed`] or [`ArrowError::Misaligned`], whose messages say how to
-//! rewrite them. famfs places files at 2 MiB-aligned addresses, and the SDK maps a file at a
-//! 64 KiB-aligned address, so an offset's alignment in the file is its alignment in memory.
+//! be decompressed into new memory), and aligned, every message and buffer at a multiple of 8
+//! bytes as the format requires. Other files are refused with [`ArrowError::Compressed`] or
+//! [`ArrowError::Misaligned`], whose messages say how to rewrite them. famfs places files at
+//! 2 MiB-aligned addresses, and the SDK maps a file at a 64 KiB-aligned address, so an offset's
+//! alignment in the file is its alignment in memory.
+//!
+//! A few types want more than the format promises: arrow-rs reads the values of 16- and 32-byte
+//! types (`Decimal128`, `Decimal256`, and the views of `Utf8View` and `BinaryView`, which pyarrow
+//! writes 8-byte aligned) only at multiples of 16. Such a buffer that sits 8 bytes off is
+//! copied into an aligned allocation, that buffer alone, and counted ([`Batches::realigned`],
+//! and [`realigned_total`] for the whole guest), so a reader can tell (and report) when a file
+//! is not read entirely in place. Not counted: dictionaries (decoded when the file is opened),
+//! and the small offsets buffer arrow-rs makes for an empty string column written without one.
 //!
 //! # Windows
 //!
@@ -64,6 +72,7 @@ mod region;
 
 pub use arrow_array;
 pub use arrow_buffer;
+pub use arrow_data;
 pub use arrow_ipc;
 pub use arrow_schema;
 pub use error::{ArrowError, Message};
@@ -75,6 +84,7 @@ use arrow_ipc::reader::FileDecoder;
 use arrow_schema::SchemaRef;
 use layout::{HEAD_LEN, MAGIC, Span, TRAILER_LEN};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// [`ArrowFile::batches`] halves its window down to this (1 MiB) when memory runs short.
 const SHRINK_MIN: u64 = 1 << 20;
@@ -118,7 +128,7 @@ impl ArrowFile {
             layout::parse_footer(mapped.as_slice(), footer_start)?
         };
         let schema = Arc::new(footer.schema);
-        let mut decoder = FileDecoder::new(Arc::clone(&schema), footer.version).with_require_alignment(true);
+        let mut decoder = FileDecoder::new(Arc::clone(&schema), footer.version).with_require_alignment(false);
         let dataset = Arc::new(dataset);
         read_dictionaries(&dataset, &mut decoder, &footer.dictionaries)?;
         Ok(ArrowFile { dataset, output: Arc::clone(&schema), schema, decoder, batches: footer.batches })
@@ -164,25 +174,60 @@ impl ArrowFile {
     /// it is at most 1 GiB, else 256 MiB windows, halved (down to 1 MiB) when the guest cannot
     /// reserve that much memory and widened for a batch that needs more. See the module docs.
     pub fn batches(&self) -> Batches<'_> {
-        let window = if self.dataset.len() <= WHOLE_LIMIT { self.dataset.len() } else { DEFAULT_WINDOW };
-        Batches { adaptive: true, ..self.batches_in(window) }
+        Batches::new(FileRef::Borrowed(self), None)
+    }
+
+    /// [`ArrowFile::batches`] for an iterator that owns the file (one that can be stored or sent
+    /// elsewhere, as a query engine's scan is).
+    pub fn into_batches(self) -> Batches<'static> {
+        Batches::new(FileRef::Owned(Arc::new(self)), None)
+    }
+
+    /// [`ArrowFile::batches_in`] for an iterator that owns the file.
+    pub fn into_batches_in(self, window_size: u64) -> Batches<'static> {
+        Batches::new(FileRef::Owned(Arc::new(self)), Some(window_size))
     }
 
     /// The record batches, in order, read zero-copy in windows of at most `window_size` bytes
     /// (rounded up to a multiple of 64 KiB, at most 4 GiB minus 64 KiB). A batch that does not
     /// fit in one window fails with [`ArrowError::BatchTooLarge`].
     pub fn batches_in(&self, window_size: u64) -> Batches<'_> {
-        Batches {
-            file: self,
-            next: 0,
-            window: round_to_pages(window_size),
-            adaptive: false,
-            options: MapOptions::default(),
-            current: None,
-            windows: 0,
-            done: false,
+        Batches::new(FileRef::Borrowed(self), Some(window_size))
+    }
+}
+
+/// Adds to `copied` the non-empty buffers of `data` (and of its children) that lie outside
+/// `window`: those arrow-rs copied to realign them. A dictionary's values are not the batch's
+/// (they were decoded when the file was opened) and are not looked at.
+fn count_copied(data: &arrow_data::ArrayData, window: &std::ops::Range<usize>, copied: &mut Realigned) {
+    let nulls = data.nulls().map(|n| n.buffer());
+    for buffer in data.buffers().iter().chain(nulls) {
+        if !buffer.is_empty() && !window.contains(&(buffer.as_ptr() as usize)) {
+            copied.buffers += 1;
+            copied.bytes += buffer.len() as u64;
         }
     }
+    if !matches!(data.data_type(), arrow_schema::DataType::Dictionary(..)) {
+        for child in data.child_data() {
+            count_copied(child, window, copied);
+        }
+    }
+}
+
+/// Maps the whole of `dataset` zero-copy as one [`Buffer`] that owns the mapping (unmapped when
+/// the buffer and every slice of it are dropped): for readers that want a file's bytes in place
+/// rather than its record batches, such as a Parquet or CSV reader. An empty dataset is an
+/// empty buffer. Fails with [`crate::Error::NoAddressSpace`] (inside [`ArrowError::Dataset`])
+/// for a dataset bigger than a window can be.
+pub fn map_whole(dataset: &Arc<Dataset>) -> Result<Buffer, ArrowError> {
+    let len = dataset.len();
+    if len == 0 {
+        return Ok(Buffer::from_vec(Vec::<u8>::new()));
+    }
+    if len > MAX_WINDOW {
+        return Err(ArrowError::Dataset(crate::Error::NoAddressSpace));
+    }
+    region::map(dataset, 0, len, MapOptions::default())
 }
 
 /// `bytes` rounded up to whole 64 KiB pages, at least one page, at most [`MAX_WINDOW`].
@@ -248,11 +293,48 @@ struct Window {
     end: usize,
 }
 
-/// The record batches of an [`ArrowFile`], read window by window: from [`ArrowFile::batches`]
-/// or [`ArrowFile::batches_in`]. Yields `Result<RecordBatch>`; after an error, nothing more.
+/// Buffers copied to be realigned (see the module docs): how many, and their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Realigned {
+    /// Buffers copied.
+    pub buffers: u64,
+    /// Bytes copied.
+    pub bytes: u64,
+}
+
+static REALIGNED_BUFFERS: AtomicU64 = AtomicU64::new(0);
+static REALIGNED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Every buffer this guest's [`Batches`] have copied to realign it, since it started.
+pub fn realigned_total() -> Realigned {
+    Realigned { buffers: REALIGNED_BUFFERS.load(Ordering::Relaxed), bytes: REALIGNED_BYTES.load(Ordering::Relaxed) }
+}
+
+/// The file a [`Batches`] reads: borrowed ([`ArrowFile::batches`]) or its own
+/// ([`ArrowFile::into_batches`]).
+#[derive(Debug)]
+enum FileRef<'f> {
+    Borrowed(&'f ArrowFile),
+    Owned(Arc<ArrowFile>),
+}
+
+impl std::ops::Deref for FileRef<'_> {
+    type Target = ArrowFile;
+
+    fn deref(&self) -> &ArrowFile {
+        match self {
+            FileRef::Borrowed(f) => f,
+            FileRef::Owned(f) => f,
+        }
+    }
+}
+
+/// The record batches of an [`ArrowFile`], read window by window: from [`ArrowFile::batches`],
+/// [`ArrowFile::batches_in`] or [`ArrowFile::into_batches`]. Yields `Result<RecordBatch>`;
+/// after an error, nothing more.
 #[derive(Debug)]
 pub struct Batches<'f> {
-    file: &'f ArrowFile,
+    file: FileRef<'f>,
     next: usize,
     window: u64,
     /// The default windows: shrink when memory runs short, widen for a big batch.
@@ -260,10 +342,31 @@ pub struct Batches<'f> {
     options: MapOptions,
     current: Option<Window>,
     windows: u64,
+    realigned: Realigned,
     done: bool,
 }
 
-impl Batches<'_> {
+impl<'f> Batches<'f> {
+    /// Batches of `file` in windows of `window_size` bytes, or the default windows (`None`).
+    fn new(file: FileRef<'f>, window_size: Option<u64>) -> Batches<'f> {
+        let len = file.dataset.len();
+        let (window, adaptive) = match window_size {
+            Some(w) => (round_to_pages(w), false),
+            None => (round_to_pages(if len <= WHOLE_LIMIT { len } else { DEFAULT_WINDOW }), true),
+        };
+        Batches {
+            file,
+            next: 0,
+            window,
+            adaptive,
+            options: MapOptions::default(),
+            current: None,
+            windows: 0,
+            realigned: Realigned::default(),
+            done: false,
+        }
+    }
+
     /// Fault each window's pages in when it is mapped ([`MapOptions::populate`]): every
     /// column's, projected or not.
     pub fn populate(mut self, populate: bool) -> Self {
@@ -279,6 +382,12 @@ impl Batches<'_> {
     /// How many windows have been mapped so far.
     pub fn windows_mapped(&self) -> u64 {
         self.windows
+    }
+
+    /// The buffers copied so far to be realigned (see the module docs); none for a file whose
+    /// 16-byte values are 16-byte aligned.
+    pub fn realigned(&self) -> Realigned {
+        self.realigned
     }
 
     /// Maps the window that starts with batch `self.next`.
@@ -320,6 +429,19 @@ impl Batches<'_> {
             Err(e) => Err(ArrowError::decode(message, e)),
         }
     }
+
+    /// Counts the buffers of `batch` that arrow-rs copied out of `window` to realign them.
+    fn count_realigned(&mut self, window: &Window, batch: &RecordBatch) {
+        let range = window.buffer.as_ptr() as usize..window.buffer.as_ptr() as usize + window.buffer.len();
+        let mut copied = Realigned::default();
+        for column in batch.columns() {
+            count_copied(&column.to_data(), &range, &mut copied);
+        }
+        self.realigned.buffers += copied.buffers;
+        self.realigned.bytes += copied.bytes;
+        REALIGNED_BUFFERS.fetch_add(copied.buffers, Ordering::Relaxed);
+        REALIGNED_BYTES.fetch_add(copied.bytes, Ordering::Relaxed);
+    }
 }
 
 impl Iterator for Batches<'_> {
@@ -344,6 +466,9 @@ impl Iterator for Batches<'_> {
         }
         let window = self.current.take().expect("a window was mapped above");
         let r = self.decode(&window);
+        if let Ok(batch) = &r {
+            self.count_realigned(&window, batch);
+        }
         self.next += 1;
         // Keep the window only while batches of it remain: after its last batch, only the
         // caller's batches hold it.
