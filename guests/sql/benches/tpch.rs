@@ -129,7 +129,7 @@ fn guest(famfs_run: &Path, img: &Path, sql_wasm: &Path, cache_dir: &Path, sql: &
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("famfs-run: {e}: {}", String::from_utf8_lossy(&o.stderr)));
     let stderr = v["stderr"].as_str().unwrap_or_default();
-    assert_eq!(v["result"]["exit"], 0, "guest failed: {v}");
+    assert_eq!(v["result"]["exit_code"], 0, "guest failed: {v}");
     let ms: f64 = stderr
         .lines()
         .find_map(|l| l.split_once("query ").and_then(|(_, r)| r.split_once(" ms")).map(|(ms, _)| ms.parse().unwrap()))
