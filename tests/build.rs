@@ -20,17 +20,10 @@ fn main() {
     println!("cargo:rerun-if-changed={}", manifest.join("../wit").display());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     for (target, env) in [("wasm32-wasip1", "GUESTS_DIR"), ("wasm32-wasip2", "GUESTS_P2_DIR")] {
-        let status = Command::new(&cargo)
-            // The guests' .cargo/config.toml (simd128) is found from the working directory.
-            .current_dir(&guests)
+        // The guests' .cargo/config.toml (simd128) is found from the working directory.
+        let status = guest_cargo(&cargo, &guests)
             .args(["build", "--release", "--target", target, "--workspace", "--target-dir"])
             .arg(&target_dir)
-            // The host build's flags are not the guests'.
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_BUILD_RUSTFLAGS")
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET")
             .status()
             .expect("run cargo to build the guests");
         assert!(status.success(), "building the guests in {} for {target} failed (see above)", guests.display());
@@ -56,8 +49,7 @@ fn build_sql(sql: &std::path::Path, out: &std::path::Path, cargo: &std::ffi::OsS
         (&host, "native-test", &["--bin", "sql-native", "--features", "native"]),
     ];
     for (target, profile, args) in builds {
-        let status = Command::new(cargo)
-            .current_dir(sql)
+        let status = guest_cargo(cargo, sql)
             .args(["build", "--profile", profile, "--target", target])
             .args(args)
             .arg("--target-dir")
@@ -67,17 +59,25 @@ fn build_sql(sql: &std::path::Path, out: &std::path::Path, cargo: &std::ffi::OsS
             .env("CC_wasm32_wasip1", "clang-14")
             .env("AR_wasm32_wasip1", "llvm-ar-14")
             .env("CFLAGS_wasm32_wasip1", "-isystem /usr/include/wasm32-wasi")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("CARGO_BUILD_RUSTFLAGS")
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET")
             .status()
             .expect("run cargo to build the SQL guest");
         assert!(status.success(), "building the SQL guest in {} for {target} failed (see above)", sql.display());
     }
     println!("cargo:rustc-env=SQL_GUEST_DIR={}", target_dir.join("wasm32-wasip1/release").display());
     println!("cargo:rustc-env=SQL_NATIVE={}", target_dir.join(&host).join("native-test/sql-native").display());
+}
+
+/// `cargo` run in `dir` without the host build's flags and target settings, which are not the
+/// guests'.
+fn guest_cargo(cargo: &std::ffi::OsStr, dir: &std::path::Path) -> Command {
+    let mut c = Command::new(cargo);
+    c.current_dir(dir);
+    for var in
+        ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"]
+    {
+        c.env_remove(var);
+    }
+    c
 }
 
 /// The first of `names` found on PATH.
