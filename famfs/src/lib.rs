@@ -51,7 +51,7 @@ pub use log::{EntryBody, LogEntry, LogHeader};
 pub use namespace::{FileMeta, Lookup, LookupError, Namespace};
 pub use path::{PathError, RelPath};
 pub use superblock::{FormatVersion, Superblock};
-pub use writer::{Attrs, Layout, MkfsOptions, Source, Writer, free_bytes, mkfs};
+pub use writer::{Attrs, FileSink, Layout, MkfsOptions, Source, Writer, free_bytes, mkfs};
 
 use std::path::PathBuf;
 use thiserror::Error;

@@ -287,14 +287,52 @@ impl Writer {
         layout: Layout,
         progress: &mut dyn FnMut(u64),
     ) -> Result<FileMeta, Error> {
-        self.check_new(path)?;
-        if size == 0 {
-            return Err(Error::EmptyFile(path.to_string()));
-        }
         if let Source::Bytes(b) = src
             && b.len() as u64 != size
         {
             return Err(Error::SourceChanged { path: path.to_string(), expected: size, got: b.len() as u64 });
+        }
+        self.create(path, size, attrs, layout, |w, map| w.copy_in(path, map, src, size, progress))
+    }
+
+    /// Creates a file of `size` bytes that `fill` writes, in order, into a [`FileSink`] over
+    /// the file's new space (a serializer that knows its output size writes straight into the
+    /// famfs, with no temporary copy). Crash-safe as [`create_file`](Self::create_file): the
+    /// entry is logged only after `fill` wrote exactly `size` bytes and they were flushed; if
+    /// `fill` fails or writes another amount, nothing is logged and the space stays free.
+    pub fn create_file_with(
+        &mut self,
+        path: &RelPath,
+        size: u64,
+        attrs: Attrs,
+        layout: Layout,
+        fill: &mut dyn FnMut(&mut FileSink<'_>) -> std::io::Result<()>,
+    ) -> Result<FileMeta, Error> {
+        self.create(path, size, attrs, layout, |w, map| {
+            let mut sink = FileSink { device: w.fs.device(), map, size, written: 0 };
+            let filled = fill(&mut sink);
+            let written = sink.written;
+            match filled {
+                Ok(()) if written == size => Ok(()),
+                Ok(()) => Err(Error::SourceChanged { path: path.to_string(), expected: size, got: written }),
+                Err(cause) => Err(Error::Io { what: format!("write '{path}'"), cause }),
+            }
+        })
+    }
+
+    /// Checks the name, allocates `size` bytes, has `write` put the data into the new space,
+    /// seals it and logs the entry; frees the space again if anything fails before the entry.
+    fn create(
+        &mut self,
+        path: &RelPath,
+        size: u64,
+        attrs: Attrs,
+        layout: Layout,
+        write: impl FnOnce(&Self, &FileMap) -> Result<(), Error>,
+    ) -> Result<FileMeta, Error> {
+        self.check_new(path)?;
+        if size == 0 {
+            return Err(Error::EmptyFile(path.to_string()));
         }
         let saved = self.alloc.clone();
         let map = match layout {
@@ -305,7 +343,7 @@ impl Writer {
             AllocError::NoSpace { needed, largest } => Error::NoSpace { path: path.to_string(), needed, largest },
             AllocError::BadInterleave(m) => Error::Interleave(m),
         })?;
-        let result = self.copy_in(path, &map, src, size, progress).and_then(|()| {
+        let result = write(self, &map).and_then(|()| self.seal(&map, size)).and_then(|()| {
             self.append(EntryBody::File(FileEntry {
                 size,
                 flags: FM_ALL_HOSTS_RW,
@@ -356,7 +394,13 @@ impl Writer {
                 progress(copied);
             }
         }
-        // Zero the slack after EOF so no stale device bytes are readable through a mapping.
+        Ok(())
+    }
+
+    /// After a file's `size` bytes are written: zeroes the slack after EOF, so no stale device
+    /// bytes are readable through a mapping, and flushes the file's space.
+    fn seal(&self, map: &FileMap, size: u64) -> Result<(), Error> {
+        let dev = self.fs.device();
         for piece in map.pieces(size, map.capacity() - size) {
             write_zeros(dev, piece.device_offset, piece.len)?;
         }
@@ -392,4 +436,52 @@ pub fn free_bytes(fs: &Famfs) -> u64 {
     let valid = fs.entries().iter().enumerate().filter_map(|(i, e)| e.as_ref().ok().map(|e| (i as u64, e)));
     let (b, _) = Bitmap::from_entries(&geometry(fs.device(), fs.superblock()), valid);
     (b.units() - b.used_units()) * b.unit()
+}
+
+/// Where [`Writer::create_file_with`] has a file's bytes written: each `write` goes to the next
+/// bytes of the file, through its extent map, straight to the device. Writing past the size the
+/// file was created with fails (`WriteZero`), leaving what was written.
+pub struct FileSink<'a> {
+    device: &'a Device,
+    map: &'a FileMap,
+    size: u64,
+    written: u64,
+}
+
+impl FileSink<'_> {
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+}
+
+impl std::io::Write for FileSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = self.size - self.written;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if room == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                format!("more than the {} bytes the file was created with", self.size),
+            ));
+        }
+        let n = (buf.len() as u64).min(room);
+        let mut done = 0u64;
+        for piece in self.map.pieces(self.written, n) {
+            let from = done as usize;
+            self.device
+                .write_all_at(&buf[from..from + piece.len as usize], piece.device_offset)
+                .map_err(std::io::Error::other)?;
+            done += piece.len;
+        }
+        self.written += done;
+        Ok(done as usize)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Flushed to media by the writer once the file is complete.
+        Ok(())
+    }
 }

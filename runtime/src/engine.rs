@@ -48,6 +48,8 @@ impl SandboxEngine {
         // Likewise the copy-on-write handler for shared mappings, ahead of wasmtime's SIGSEGV
         // handler, to which it passes every other fault.
         famfs_host_api::cow::install();
+        // What a later `signals::reclaim` puts back if another library takes these signals.
+        crate::signals::record();
         // wasmtime-wasi makes its own tokio runtime on first use when the caller has none (the
         // CLI), and panics if it cannot: make it now, while descriptors and threads are
         // plentiful, not later in a guest's first write to stdout.

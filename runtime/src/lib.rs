@@ -17,6 +17,7 @@ pub mod limits;
 pub mod manifest;
 pub mod program;
 pub mod run;
+pub mod signals;
 pub mod wasi_fs;
 
 pub use cache::{CacheError, ModuleCache};

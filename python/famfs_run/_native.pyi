@@ -1,0 +1,170 @@
+"""Type hints for famfs_run._native, the Rust extension (see famfs_run/__init__.py)."""
+
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+_Path = Union[str, "os.PathLike[str]"]
+_Size = Union[int, str]
+_Duration = Union[float, int, str]
+
+__version__: str
+
+class Program:
+    """A compiled guest (Runtime.load)."""
+
+    @property
+    def kind(self) -> str:
+        """"core-module", "component" or "adapted-module"."""
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+class Outcome:
+    """What one invocation came to."""
+
+    @property
+    def exit_code(self) -> int: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def stdout(self) -> bytes: ...
+    @property
+    def stderr(self) -> bytes: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def reply(self) -> Optional[bytes]: ...
+    @property
+    def metrics(self) -> Dict[str, Any]:
+        """wall_ms, instantiate_ms, run_ms, fuel_used, bytes_mapped, peak_memory, output_dropped."""
+    def check(self) -> "Outcome":
+        """self if the exit code is 0, else raises ExitStatusError."""
+    def arrow(self) -> Any:
+        """The Arrow IPC output as a pyarrow.Table, without a copy."""
+
+class Manifest:
+    """A function manifest (TOML)."""
+
+    def __init__(self, path: _Path) -> None: ...
+    @staticmethod
+    def from_str(text: str, path: Optional[_Path] = None) -> "Manifest": ...
+    @property
+    def module(self) -> str: ...
+    @property
+    def is_handler(self) -> bool: ...
+    @property
+    def path(self) -> str: ...
+
+class Runtime:
+    """Runs guests; share one per process."""
+
+    def __init__(
+        self,
+        *,
+        cache_dir: Optional[_Path] = None,
+        max_concurrency: Optional[int] = None,
+        fuel: bool = False,
+        timeout: Optional[_Duration] = None,
+        max_memory: Optional[_Size] = None,
+        max_mappings: Optional[int] = None,
+        max_output: Optional[_Size] = None,
+        map_technique: Optional[str] = None,
+    ) -> None: ...
+    def load(self, guest: Union[_Path, bytes], *, component: bool = False, sha256: Optional[str] = None) -> Program: ...
+    def run(
+        self,
+        program: Union[Program, _Path, bytes],
+        args: Optional[Sequence[str]] = None,
+        *,
+        device: Optional[_Path] = None,
+        mount: Optional[_Path] = None,
+        datasets: Optional[Sequence[str]] = None,
+        dirs: Optional[Mapping[str, _Path]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        timeout: Optional[_Duration] = None,
+        max_memory: Optional[_Size] = None,
+        fuel: Optional[int] = None,
+        map_technique: Optional[str] = None,
+        max_output: Optional[_Size] = None,
+    ) -> Outcome: ...
+    def invoke(
+        self,
+        program: Union[Program, _Path, bytes],
+        input: Union[bytes, bytearray, str],
+        *,
+        device: Optional[_Path] = None,
+        mount: Optional[_Path] = None,
+        datasets: Optional[Sequence[str]] = None,
+        dirs: Optional[Mapping[str, _Path]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        timeout: Optional[_Duration] = None,
+        max_memory: Optional[_Size] = None,
+        fuel: Optional[int] = None,
+        map_technique: Optional[str] = None,
+        max_output: Optional[_Size] = None,
+    ) -> bytes: ...
+    def run_manifest(
+        self, manifest: Manifest, args: Optional[Sequence[str]] = None, *, input: Union[bytes, str, None] = None
+    ) -> Outcome: ...
+    @property
+    def max_concurrency(self) -> int: ...
+    @property
+    def available_slots(self) -> int: ...
+
+class Famfs:
+    """A famfs on an image file or dax device."""
+
+    def __init__(self, device: _Path) -> None: ...
+    @staticmethod
+    def mkfs(
+        device: _Path,
+        *,
+        size: Optional[_Size] = None,
+        log_len: Optional[_Size] = None,
+        format_version: int = 48,
+        force: bool = False,
+    ) -> "Famfs": ...
+    @property
+    def device(self) -> str: ...
+    def ls(self, path: str = "/") -> List[Dict[str, Any]]: ...
+    def stat(self, path: str) -> Dict[str, Any]: ...
+    def cat(self, path: str) -> bytes: ...
+    def mkdir(
+        self, path: str, *, parents: bool = False, mode: int = 0o755, uid: Optional[int] = None, gid: Optional[int] = None
+    ) -> None: ...
+    def cp(
+        self, src: _Path, dest: str, *, mode: Optional[int] = None, uid: Optional[int] = None, gid: Optional[int] = None
+    ) -> None: ...
+    def fsck(self) -> Dict[str, Any]: ...
+    def write_arrow(
+        self, table: Any, path: str, *, mode: int = 0o644, uid: Optional[int] = None, gid: Optional[int] = None
+    ) -> int: ...
+
+class FamfsRunError(Exception): ...
+class GuestError(FamfsRunError):
+    kind: str
+    stdout: bytes
+    stderr: bytes
+    metrics: Dict[str, Any]
+class CompileError(GuestError): ...
+class LinkError(GuestError): ...
+class NeedsComponent(GuestError): ...
+class MissingExport(GuestError): ...
+class SetupError(GuestError): ...
+class Cancelled(GuestError): ...
+class Timeout(GuestError): ...
+class FuelExhausted(GuestError): ...
+class MemoryLimit(GuestError): ...
+class StackOverflow(GuestError): ...
+class MediaError(GuestError): ...
+class Trap(GuestError):
+    backtrace: str
+class HandlerError(GuestError): ...
+class HostError(GuestError): ...
+class ExitStatusError(GuestError):
+    exit_code: int
+class LoadError(FamfsRunError): ...
+class ManifestError(FamfsRunError): ...
+class SourceError(FamfsRunError): ...
+class FamfsError(FamfsRunError): ...

@@ -1,0 +1,180 @@
+"""famfs-run on Ray: run a guest over many famfs datasets as Ray tasks, each on a node that has a
+famfs, and combine the results on the driver.
+
+Every node that has famfs memory advertises a custom resource and says where its famfs is::
+
+    FAMFS_DEVICE=/dev/dax0.0 ray start --address HEAD:6379 --resources '{"famfs": 1}'
+
+Tasks ask for a small fraction of that resource (so many run on one node at once, and none on a
+node without famfs), open the famfs named by the call's ``device`` or else by the node's
+``FAMFS_DEVICE``, run the guest over one shard with famfs-run, and return its output. With
+famfs, every host maps the same files from the same shared memory: a shard is read where the
+task runs, zero-copy, and nothing but results crosses the network.
+
+A distributed group-by (map: partial aggregates per shard in a guest; reduce: on the driver)::
+
+    import famfs_run.ray as fr
+    table = fr.group_by("arrow-agg.wasm", [f"shards/part-{i:02}.arrow" for i in range(16)], "k", "v")
+
+and the same with the SQL guest::
+
+    table = fr.sql_group_by("sql.wasm", shards, "k", "v")
+
+Guests are given as a path that exists on every node, or as bytes (shipped through Ray's object
+store once). Compiled code is kept per node in ``FAMFS_RUN_CACHE`` (default
+``~/.cache/famfs-run/compiled``), so each node compiles a guest once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+import famfs_run
+
+try:
+    import ray
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError("famfs_run.ray needs Ray: pip install 'famfs_run[ray]' (or pip install ray)") from e
+
+#: The custom resource a node advertises when it has a famfs.
+RESOURCE = "famfs"
+#: How much of it each task takes: a node advertising 1 runs up to 100 tasks at once.
+TASK_SHARE = 0.01
+#: The environment variable that names a node's famfs device or image.
+DEVICE_ENV = "FAMFS_DEVICE"
+
+Output = str  # "arrow" | "csv" | "bytes" | "text" | "outcome"
+ArgsSpec = Union[Sequence[str], Callable[[str], Sequence[str]]]
+
+_runtime: Optional[famfs_run.Runtime] = None
+
+
+def _default_cache_dir() -> str:
+    return os.environ.get("FAMFS_RUN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "famfs-run", "compiled")
+
+
+def worker_runtime() -> famfs_run.Runtime:
+    """This process's runtime (one per Ray worker process, made on first use), its compiled
+    guests cached on disk in ``FAMFS_RUN_CACHE``."""
+    global _runtime
+    if _runtime is None:
+        _runtime = famfs_run.Runtime(cache_dir=_default_cache_dir())
+    return _runtime
+
+
+def _shard_args(args: ArgsSpec, shard: str) -> List[str]:
+    if callable(args):
+        return [str(a) for a in args(shard)]
+    return [str(a).replace("{shard}", shard) for a in args]
+
+
+def _run_one(guest: Any, shard: str, args: List[str], device: Optional[str], datasets: Optional[List[str]],
+             output: Output, run_options: Dict[str, Any]) -> Any:
+    device = device or os.environ.get(DEVICE_ENV)
+    if not device:
+        raise famfs_run.SetupError(
+            f"no famfs on this node ({socket.gethostname()}): pass device= or start the node with {DEVICE_ENV} set"
+        )
+    rt = worker_runtime()
+    outcome = rt.run(guest, args, device=device, datasets=datasets if datasets is not None else [shard], **run_options)
+    outcome.check()
+    if output == "arrow":
+        return outcome.arrow()
+    if output == "csv":
+        import pyarrow.csv
+
+        return pyarrow.csv.read_csv(pa.BufferReader(outcome.stdout))
+    if output == "bytes":
+        return outcome.stdout
+    if output == "text":
+        return outcome.text
+    if output == "outcome":
+        return {
+            "shard": shard,
+            "exit_code": outcome.exit_code,
+            "stdout": outcome.stdout,
+            "stderr": outcome.stderr,
+            "metrics": outcome.metrics,
+            "node": ray.get_runtime_context().get_node_id(),
+            "device": device,
+        }
+    raise ValueError(f"output={output!r}: use 'arrow', 'csv', 'bytes', 'text' or 'outcome'")
+
+
+_remote_run = ray.remote(_run_one)
+
+
+def submit(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str], args: ArgsSpec = ("{shard}",), *,
+           device: Optional[str] = None, datasets: Optional[List[str]] = None, output: Output = "arrow",
+           resource: str = RESOURCE, share: float = TASK_SHARE, spread: bool = True, max_retries: int = 0,
+           **run_options: Any) -> List["ray.ObjectRef"]:
+    """Starts one Ray task per shard and returns their object references (in shard order).
+
+    ``args`` are the guest's arguments, ``"{shard}"`` replaced by the shard's name (or a function
+    of the shard). Each task is granted only its shard (or ``datasets``), on the famfs at
+    ``device`` or the node's ``FAMFS_DEVICE``. ``output`` picks what each task returns: the
+    guest's Arrow output as a ``pyarrow.Table`` (``"arrow"``), its CSV output parsed into one
+    (``"csv"``), its stdout as ``bytes`` or
+    ``"text"``, or a dict with the outcome, node and device (``"outcome"``). ``run_options``
+    (``timeout``, ``max_memory``, ``fuel``, ``env``, ...) go to :meth:`famfs_run.Runtime.run`.
+
+    A task whose guest fails raises the famfs-run exception (``famfs_run.Timeout``,
+    ``famfs_run.Trap``, ``famfs_run.ExitStatusError``, ...) from ``ray.get``. Failed guests are
+    not retried unless ``max_retries`` says so.
+    """
+    if isinstance(guest, bytes):
+        guest_ref: Any = ray.put(guest)
+    else:
+        guest_ref = os.fspath(guest)
+    options: Dict[str, Any] = {"resources": {resource: share}, "max_retries": max_retries, "retry_exceptions": False}
+    if spread:
+        options["scheduling_strategy"] = "SPREAD"
+    task = _remote_run.options(**options)
+    return [
+        task.remote(guest_ref, shard, _shard_args(args, shard), device, datasets, output, run_options)
+        for shard in shards
+    ]
+
+
+def map_shards(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str], args: ArgsSpec = ("{shard}",),
+               **options: Any) -> List[Any]:
+    """:func:`submit`, then waits for every task: the results in shard order."""
+    return ray.get(submit(guest, shards, args, **options))
+
+
+def combine_partials(partials: Sequence[pa.Table], key: str) -> pa.Table:
+    """Reduces per-shard partial aggregates (columns ``key``, ``count``, ``sum``, ``min``,
+    ``max``) into the aggregates of the whole: counts and sums added, min of mins, max of maxes,
+    and ``mean`` = sum / count; sorted by ``key``."""
+    cols = [key, "count", "sum", "min", "max"]
+    whole = pa.concat_tables([t.select(cols).cast(partials[0].select(cols).schema) for t in partials])
+    g = whole.group_by(key).aggregate([("count", "sum"), ("sum", "sum"), ("min", "min"), ("max", "max")])
+    g = g.rename_columns([key if c == key else c.rsplit("_", 1)[0] for c in g.column_names])
+    mean = pc.divide(pc.cast(g["sum"], pa.float64()), pc.cast(g["count"], pa.float64()))
+    g = g.append_column("mean", mean)
+    return g.select([key, "count", "sum", "mean", "min", "max"]).sort_by(key)
+
+
+def group_by(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str], key: str, value: str,
+             **options: Any) -> pa.Table:
+    """A distributed group-by with the ``arrow-agg`` guest: per shard, in a Ray task on a famfs
+    node, the count, sum, min and max of ``value`` by ``key`` (arrow-agg's CSV, parsed into a
+    table in the task); combined on the driver (:func:`combine_partials`)."""
+    partials = map_shards(guest, shards, ["{shard}", key, value], output="csv", **options)
+    return combine_partials(partials, key)
+
+
+def sql_group_by(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str], key: str, value: str,
+                 **options: Any) -> pa.Table:
+    """The same group-by as :func:`group_by`, each shard's partial aggregates computed by the
+    ``sql`` guest (DataFusion) with a SQL query."""
+    query = (f'SELECT "{key}", COUNT("{value}") AS count, SUM("{value}") AS sum, MIN("{value}") AS min, '
+             f'MAX("{value}") AS max FROM shard GROUP BY "{key}"')
+    args = ["--format", "arrow", "--table", "shard={shard}", query]
+    partials = map_shards(guest, shards, args, output="arrow", **options)
+    return combine_partials(partials, key)

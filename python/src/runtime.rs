@@ -1,0 +1,611 @@
+//! `Runtime`, `Program`, `Outcome` and `Manifest`: famfs-run's embedding API for Python.
+//!
+//! Every invocation goes through `famfs_runtime::Runtime::invoke` (its concurrency limit, its
+//! cancellation) on one small tokio runtime per process, with the GIL released: Python threads
+//! run guests in parallel, up to the runtime's `max_concurrency`, and other Python code runs
+//! meanwhile.
+
+use crate::convert;
+use crate::errors;
+use famfs_host_api::{Catalog, MapTechnique};
+use famfs_runtime::{Entry, Invocation, Limits, ProgramKind, RunError, Stdio};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The tokio runtime that drives `famfs_runtime::Runtime::invoke`: a current-thread runtime
+/// whose handle each calling thread blocks on (the guest itself runs on tokio's blocking pool;
+/// nothing here needs tokio's I/O or timer drivers).
+fn tokio_runtime() -> &'static tokio::runtime::Runtime {
+    static TOKIO: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    TOKIO.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .thread_name("famfs-run-guest")
+            .build()
+            .expect("a tokio runtime without drivers builds")
+    })
+}
+
+/// Runs guests: one per process is enough, and it is safe to share between threads.
+#[pyclass(module = "famfs_run", frozen)]
+pub struct Runtime {
+    inner: famfs_runtime::Runtime,
+    max_concurrency: usize,
+    /// Opened sources by (is_mount, path): a famfs log is replayed once, and again only when it
+    /// changed, not at every invocation.
+    catalogs: Mutex<HashMap<(bool, PathBuf), Catalog>>,
+}
+
+/// A compiled guest (`Runtime.load`): compile once, run many times.
+#[pyclass(module = "famfs_run", frozen)]
+pub struct Program {
+    program: Arc<famfs_runtime::Program>,
+    name: String,
+}
+
+/// What one command invocation came to: its exit code, captured output and metrics.
+#[pyclass(module = "famfs_run", frozen)]
+pub struct Outcome {
+    exit_code: i32,
+    /// Never changed after construction, so `arrow()` may hand out its address.
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    reply: Option<Vec<u8>>,
+    metrics: famfs_runtime::Metrics,
+    program: String,
+}
+
+/// A function manifest (TOML): module, datasets, limits, environment.
+#[pyclass(module = "famfs_run", frozen)]
+pub struct Manifest {
+    manifest: famfs_runtime::Manifest,
+}
+
+/// Where a run's datasets come from and what it may see; shared by `run` and `invoke`.
+struct Source<'a> {
+    device: Option<PathBuf>,
+    mount: Option<PathBuf>,
+    datasets: Vec<String>,
+    dirs: Option<&'a Bound<'a, PyDict>>,
+}
+
+/// The per-call limits given as keywords.
+struct CallLimits<'a> {
+    timeout: Option<&'a Bound<'a, PyAny>>,
+    max_memory: Option<&'a Bound<'a, PyAny>>,
+    fuel: Option<u64>,
+    map_technique: Option<&'a str>,
+    max_output: Option<&'a Bound<'a, PyAny>>,
+}
+
+impl CallLimits<'_> {
+    fn over(&self, mut l: Limits) -> PyResult<Limits> {
+        if let Some(t) = self.timeout {
+            l.timeout = Some(convert::duration(t, "timeout")?);
+        }
+        if let Some(m) = self.max_memory {
+            l.max_memory = convert::size(m, "max_memory")?;
+        }
+        if let Some(f) = self.fuel {
+            l.fuel = Some(f);
+        }
+        if let Some(t) = self.map_technique {
+            l.map_technique = t.parse::<MapTechnique>().map_err(PyValueError::new_err)?;
+        }
+        if let Some(o) = self.max_output {
+            l.max_output = usize::try_from(convert::size(o, "max_output")?)
+                .map_err(|_| PyValueError::new_err("max_output is too large"))?;
+        }
+        Ok(l)
+    }
+}
+
+impl Runtime {
+    /// The catalog of `src` with its grants, from the cache when the source did not change.
+    fn catalog(&self, src: &Source<'_>) -> PyResult<Catalog> {
+        let key = match (&src.device, &src.mount) {
+            (Some(_), Some(_)) => return Err(PyValueError::new_err("give device= or mount=, not both")),
+            (Some(d), None) => (false, d.clone()),
+            (None, Some(m)) => (true, m.clone()),
+            (None, None) if src.datasets.is_empty() => return Ok(Catalog::empty()),
+            (None, None) => {
+                return Err(PyValueError::new_err("datasets= needs a source: device=IMAGE_OR_DAX or mount=DIR"));
+            }
+        };
+        let cached = self.catalogs.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+        let base = match cached {
+            Some(c) if !c.is_stale().map_err(errors::source_error)? => c,
+            Some(c) => c.refreshed().map_err(errors::source_error)?,
+            None if key.0 => Catalog::open_mount(&key.1).map_err(errors::source_error)?,
+            None => Catalog::open_device(&key.1)
+                .map_err(|e| errors::source_error(format!("cannot open the famfs on {}: {e}", key.1.display())))?,
+        };
+        self.catalogs.lock().unwrap_or_else(|e| e.into_inner()).insert(key, base.clone());
+        let mut catalog = base;
+        for d in &src.datasets {
+            catalog.grant(d).map_err(errors::source_error)?;
+        }
+        Ok(catalog)
+    }
+
+    /// The invocation for `program_name` over `src` under `limits`.
+    fn invocation(
+        &self,
+        program_name: &str,
+        args: Vec<String>,
+        env: Option<HashMap<String, String>>,
+        src: &Source<'_>,
+        limits: &CallLimits<'_>,
+        entry: Entry,
+    ) -> PyResult<Invocation> {
+        let mut inv = self.inner.invocation(program_name);
+        inv.args = args;
+        inv.catalog = self.catalog(src)?;
+        let env = env.unwrap_or_default();
+        if env.contains_key(famfs_runtime::GUEST_MAX_MEMORY_ENV) {
+            return Err(PyValueError::new_err(format!(
+                "env: {} is set by famfs-run from max_memory; set max_memory= instead",
+                famfs_runtime::GUEST_MAX_MEMORY_ENV
+            )));
+        }
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        env.sort();
+        inv.env = env;
+        if let Some(dirs) = src.dirs {
+            for (guest, path) in dirs.iter() {
+                let guest: String = guest.extract()?;
+                let path: PathBuf = path.extract()?;
+                match (&src.device, &src.mount) {
+                    (Some(_), _) => {
+                        let path = path.to_str().ok_or_else(|| PyValueError::new_err("a famfs path must be UTF-8"))?;
+                        inv.famfs_dirs.push((guest, path.to_string()));
+                    }
+                    (None, Some(root)) => inv.dirs.push((guest, inside(root, &path)?)),
+                    (None, None) => inv.dirs.push((guest, path)),
+                }
+            }
+        }
+        inv.entry = entry;
+        inv.limits = limits.over(self.inner.limits())?;
+        inv.stdio = Stdio::Capture;
+        Ok(inv)
+    }
+
+    /// `program` as a loaded program: a `Program`, or a path or bytes to load (as a component
+    /// when `component`).
+    fn program(&self, py: Python<'_>, program: &Bound<'_, PyAny>, component: bool) -> PyResult<Py<Program>> {
+        match program.cast::<Program>() {
+            Ok(p) => Ok(p.clone().unbind()),
+            Err(_) => Py::new(py, self.load_guest(py, program, component, None)?),
+        }
+    }
+
+    fn load_guest(
+        &self,
+        py: Python<'_>,
+        guest: &Bound<'_, PyAny>,
+        component: bool,
+        sha256: Option<&str>,
+    ) -> PyResult<Program> {
+        let rt = self.inner.clone();
+        if let Ok(bytes) = guest.cast::<PyBytes>() {
+            if sha256.is_some() {
+                return Err(PyValueError::new_err("sha256= checks a file; compare the bytes yourself"));
+            }
+            let bytes = bytes.as_bytes().to_vec();
+            let program = py.detach(move || rt.load(&bytes, component)).map_err(|e| errors::run_error(&e))?;
+            return Ok(Program { program, name: "guest.wasm".into() });
+        }
+        let path: PathBuf = guest
+            .extract()
+            .map_err(|_| PyTypeError::new_err("a guest is a path (str or os.PathLike) or the module's bytes"))?;
+        let name = path.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
+        let sha = sha256.map(str::to_string);
+        let program =
+            py.detach(move || rt.load_file(&path, sha.as_deref(), component)).map_err(errors::embed_error)?;
+        Ok(Program { program, name })
+    }
+
+    /// Runs `inv` with the GIL released; a failure raises its exception, with the captured
+    /// output attached as `stdout`/`stderr`.
+    fn execute(&self, py: Python<'_>, program: &Program, inv: Invocation) -> PyResult<Outcome> {
+        let (rt, compiled) = (self.inner.clone(), program.program.clone());
+        // `ray.init` in this process, after the runtime was made, replaces the fault handlers
+        // guests trap through; put them back first (see famfs_runtime::signals).
+        famfs_runtime::signals::reclaim();
+        let outcome = py.detach(move || tokio_runtime().block_on(rt.invoke(&compiled, inv)));
+        let stdout = outcome.stdout.unwrap_or_default();
+        let stderr = outcome.stderr.unwrap_or_default();
+        match outcome.result {
+            Ok(exit_code) => Ok(Outcome {
+                exit_code,
+                stdout,
+                stderr,
+                reply: outcome.reply,
+                metrics: outcome.metrics,
+                program: program.name.clone(),
+            }),
+            Err(e) => {
+                let err = errors::run_error(&e);
+                let value = err.value(py);
+                value.setattr("kind", convert::to_py(py, &e)?.get_item("kind")?)?;
+                value.setattr("stdout", PyBytes::new(py, &stdout))?;
+                value.setattr("stderr", PyBytes::new(py, &stderr))?;
+                value.setattr("metrics", convert::to_py(py, &outcome.metrics)?)?;
+                if let RunError::Trap { backtrace: Some(b), .. } = &e {
+                    value.setattr("backtrace", b)?;
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+/// `path` inside the mount `root`; it may not climb out.
+fn inside(root: &Path, path: &Path) -> PyResult<PathBuf> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(PyValueError::new_err(format!("dirs: {} must stay inside the mount (no '..')", path.display())));
+    }
+    let host = root.join(rel);
+    if !host.is_dir() {
+        return Err(PyValueError::new_err(format!("dirs: {} is not a directory", host.display())));
+    }
+    Ok(host)
+}
+
+/// Request bytes from `bytes`, `bytearray` or `str` (UTF-8).
+fn request_bytes(input: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(b) = input.cast::<PyBytes>() {
+        Ok(b.as_bytes().to_vec())
+    } else if let Ok(b) = input.cast::<PyByteArray>() {
+        Ok(b.to_vec())
+    } else if let Ok(s) = input.cast::<PyString>() {
+        Ok(s.extract::<String>()?.into_bytes())
+    } else {
+        Err(PyTypeError::new_err("input must be bytes, bytearray or str"))
+    }
+}
+
+#[pymethods]
+impl Runtime {
+    /// A runtime: engines, a compiled-guest cache (on disk in `cache_dir` if given), and a limit
+    /// of `max_concurrency` guests at once (default: 4 per core). The limits become every
+    /// invocation's defaults.
+    #[new]
+    #[pyo3(signature = (*, cache_dir=None, max_concurrency=None, fuel=false, timeout=None, max_memory=None,
+                        max_mappings=None, max_output=None, map_technique=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        cache_dir: Option<PathBuf>,
+        max_concurrency: Option<usize>,
+        fuel: bool,
+        timeout: Option<&Bound<'_, PyAny>>,
+        max_memory: Option<&Bound<'_, PyAny>>,
+        max_mappings: Option<usize>,
+        max_output: Option<&Bound<'_, PyAny>>,
+        map_technique: Option<&str>,
+    ) -> PyResult<Runtime> {
+        let call = CallLimits { timeout, max_memory, fuel: None, map_technique, max_output };
+        let mut limits = call.over(Limits::default())?;
+        if let Some(n) = max_mappings {
+            if n == 0 {
+                return Err(PyValueError::new_err("max_mappings must be at least 1"));
+            }
+            limits.max_mappings = n;
+        }
+        let mut builder = famfs_runtime::Runtime::builder().limits(limits).fuel(fuel);
+        if let Some(n) = max_concurrency {
+            if n == 0 {
+                return Err(PyValueError::new_err("max_concurrency must be at least 1"));
+            }
+            builder = builder.max_concurrency(n);
+        }
+        if let Some(dir) = cache_dir {
+            builder = builder.cache_dir(dir);
+        }
+        let inner = py.detach(move || builder.build()).map_err(errors::embed_error)?;
+        let max_concurrency = inner.available_slots();
+        Ok(Runtime { inner, max_concurrency, catalogs: Mutex::new(HashMap::new()) })
+    }
+
+    /// Compiles a guest (a path, or the module's bytes) once; later loads of the same bytes
+    /// return the same program. `component=True` turns a core module into a component (needed
+    /// for handlers and for `dirs` served from a famfs image). `sha256` refuses any other file.
+    #[pyo3(signature = (guest, *, component=false, sha256=None))]
+    fn load(&self, py: Python<'_>, guest: &Bound<'_, PyAny>, component: bool, sha256: Option<&str>) -> PyResult<Program> {
+        self.load_guest(py, guest, component, sha256)
+    }
+
+    /// Runs a guest's command (`main`) and returns its `Outcome` (output captured). Raises a
+    /// `GuestError` subclass when the run fails (`Timeout`, `MemoryLimit`, `Trap`, ...); a
+    /// non-zero exit is not an error here: see `Outcome.check()`.
+    #[pyo3(signature = (program, args=None, *, device=None, mount=None, datasets=None, dirs=None, env=None,
+                        timeout=None, max_memory=None, fuel=None, map_technique=None, max_output=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        py: Python<'_>,
+        program: &Bound<'_, PyAny>,
+        args: Option<Vec<String>>,
+        device: Option<PathBuf>,
+        mount: Option<PathBuf>,
+        datasets: Option<Vec<String>>,
+        dirs: Option<&Bound<'_, PyDict>>,
+        env: Option<HashMap<String, String>>,
+        timeout: Option<&Bound<'_, PyAny>>,
+        max_memory: Option<&Bound<'_, PyAny>>,
+        fuel: Option<u64>,
+        map_technique: Option<&str>,
+        max_output: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Outcome> {
+        let famfs_dirs = device.is_some() && dirs.is_some_and(|d| !d.is_empty());
+        let program = self.program(py, program, famfs_dirs)?;
+        let program = program.get();
+        let src = Source { device, mount, datasets: datasets.unwrap_or_default(), dirs };
+        let limits = CallLimits { timeout, max_memory, fuel, map_technique, max_output };
+        let inv = self.invocation(&program.name, args.unwrap_or_default(), env, &src, &limits, Entry::Command)?;
+        self.execute(py, program, inv)
+    }
+
+    /// Calls a handler's `handle(input)` and returns its reply. Raises `HandlerError` when the
+    /// handler returns an error, and the other `GuestError`s as `run` does.
+    #[pyo3(signature = (program, input, *, device=None, mount=None, datasets=None, dirs=None, env=None,
+                        timeout=None, max_memory=None, fuel=None, map_technique=None, max_output=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn invoke<'py>(
+        &self,
+        py: Python<'py>,
+        program: &Bound<'py, PyAny>,
+        input: &Bound<'py, PyAny>,
+        device: Option<PathBuf>,
+        mount: Option<PathBuf>,
+        datasets: Option<Vec<String>>,
+        dirs: Option<&Bound<'py, PyDict>>,
+        env: Option<HashMap<String, String>>,
+        timeout: Option<&Bound<'py, PyAny>>,
+        max_memory: Option<&Bound<'py, PyAny>>,
+        fuel: Option<u64>,
+        map_technique: Option<&str>,
+        max_output: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let program = self.program(py, program, true)?;
+        let program = program.get();
+        let src = Source { device, mount, datasets: datasets.unwrap_or_default(), dirs };
+        let limits = CallLimits { timeout, max_memory, fuel, map_technique, max_output };
+        let entry = Entry::Handle { input: request_bytes(input)? };
+        let inv = self.invocation(&program.name, Vec::new(), env, &src, &limits, entry)?;
+        let outcome = self.execute(py, program, inv)?;
+        Ok(PyBytes::new(py, outcome.reply.as_deref().unwrap_or_default()))
+    }
+
+    /// Runs what a manifest describes (its module, datasets, limits, env), with `args` after
+    /// the manifest's own; `input` is the request when the manifest invokes `handle` (the
+    /// reply is `Outcome.reply`).
+    #[pyo3(signature = (manifest, args=None, *, input=None))]
+    fn run_manifest(
+        &self,
+        py: Python<'_>,
+        manifest: &Manifest,
+        args: Option<Vec<String>>,
+        input: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Outcome> {
+        let m = &manifest.manifest;
+        let input = match (&m.module.invoke, input) {
+            (Some(_), Some(i)) => request_bytes(i)?,
+            (Some(_), None) => {
+                return Err(PyValueError::new_err(format!(
+                    "{} invokes `handle`: give the request with input=",
+                    m.file.display()
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(PyValueError::new_err(format!("input= is for handlers; {} runs a command", m.file.display())));
+            }
+            (None, None) => Vec::new(),
+        };
+        let rt = self.inner.clone();
+        let m2 = m.clone();
+        let program = py.detach(move || m2.load(&rt)).map_err(errors::manifest_error)?;
+        let name = m.module.path.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
+        let mut inv = m.invocation(self.inner.limits(), input).map_err(errors::manifest_error)?;
+        inv.args.extend(args.unwrap_or_default());
+        inv.stdio = Stdio::Capture;
+        self.execute(py, &Program { program, name }, inv)
+    }
+
+    /// The most invocations that run at once.
+    #[getter]
+    fn max_concurrency(&self) -> usize {
+        self.max_concurrency
+    }
+
+    /// Free slots under the concurrency limit right now.
+    #[getter]
+    fn available_slots(&self) -> usize {
+        self.inner.available_slots()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("famfs_run.Runtime(max_concurrency={})", self.max_concurrency)
+    }
+}
+
+#[pymethods]
+impl Program {
+    /// `"core-module"`, `"component"` or `"adapted-module"` (a core module made a component).
+    #[getter]
+    fn kind(&self) -> &'static str {
+        match self.program.kind() {
+            ProgramKind::CoreModule => "core-module",
+            ProgramKind::Component => "component",
+            ProgramKind::AdaptedModule => "adapted-module",
+        }
+    }
+
+    /// The sha256 of the module's bytes (hex).
+    #[getter]
+    fn sha256(&self) -> &str {
+        self.program.sha256()
+    }
+
+    /// The file name it was loaded from (`argv[0]` of its runs).
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn __repr__(&self) -> String {
+        format!("famfs_run.Program({:?}, kind={:?}, sha256={:?})", self.name, self.kind(), &self.sha256()[..12])
+    }
+}
+
+#[pymethods]
+impl Outcome {
+    /// The guest's exit code (0 when `main` returned).
+    #[getter]
+    fn exit_code(&self) -> i32 {
+        self.exit_code
+    }
+
+    /// Whether the exit code is 0.
+    #[getter]
+    fn ok(&self) -> bool {
+        self.exit_code == 0
+    }
+
+    /// Captured standard output (a new `bytes` each time; see `arrow()` for zero-copy).
+    #[getter]
+    fn stdout<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.stdout)
+    }
+
+    /// Captured standard error.
+    #[getter]
+    fn stderr<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.stderr)
+    }
+
+    /// Standard output decoded as UTF-8 (invalid bytes replaced).
+    #[getter]
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// What a handler returned (`run_manifest` of a handler manifest), else `None`.
+    #[getter]
+    fn reply<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.reply.as_deref().map(|r| PyBytes::new(py, r))
+    }
+
+    /// Measurements: wall_ms, instantiate_ms, run_ms, fuel_used, bytes_mapped, peak_memory,
+    /// output_dropped.
+    #[getter]
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        convert::to_py(py, &self.metrics)
+    }
+
+    /// Returns self if the guest exited with 0, else raises `ExitStatusError` with the last
+    /// line of its standard error.
+    fn check(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        let me = slf.get();
+        if me.exit_code == 0 {
+            return Ok(slf);
+        }
+        let stderr = String::from_utf8_lossy(&me.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        let message = if last.is_empty() {
+            format!("{} exited with status {}", me.program, me.exit_code)
+        } else {
+            format!("{} exited with status {}: {last}", me.program, me.exit_code)
+        };
+        let err = errors::ExitStatusError::new_err(message);
+        let value = err.value(slf.py());
+        value.setattr("kind", "exit-status")?;
+        value.setattr("exit_code", me.exit_code)?;
+        value.setattr("stderr", PyBytes::new(slf.py(), &me.stderr))?;
+        Err(err)
+    }
+
+    /// The guest's standard output read as Arrow IPC (a stream, or a file) into a
+    /// `pyarrow.Table`, without copying: the table's buffers point into this outcome's output,
+    /// which the table keeps alive.
+    fn arrow<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let me = slf.get();
+        if me.stdout.is_empty() {
+            return Err(PyValueError::new_err(format!(
+                "{} wrote nothing to standard output; run it with its Arrow output option",
+                me.program
+            )));
+        }
+        let pa = py.import("pyarrow")?;
+        // `foreign_buffer` keeps `slf` (the owner of the bytes) alive as long as the buffer and
+        // every array sliced from it; the bytes never move or change (`Outcome` is frozen).
+        let address = me.stdout.as_ptr() as usize;
+        let buffer = pa.call_method1("foreign_buffer", (address, me.stdout.len(), slf))?;
+        let ipc = py.import("pyarrow.ipc")?;
+        let reader = if me.stdout.starts_with(b"ARROW1") {
+            ipc.call_method1("open_file", (buffer,))?
+        } else {
+            ipc.call_method1("open_stream", (buffer,))?
+        };
+        reader.call_method0("read_all")
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "famfs_run.Outcome(program={:?}, exit_code={}, stdout={} bytes, stderr={} bytes, wall_ms={:.1})",
+            self.program,
+            self.exit_code,
+            self.stdout.len(),
+            self.stderr.len(),
+            self.metrics.wall_ms
+        )
+    }
+}
+
+#[pymethods]
+impl Manifest {
+    /// Reads and checks a manifest file (relative paths in it resolve against its directory).
+    #[new]
+    fn new(path: PathBuf) -> PyResult<Manifest> {
+        famfs_runtime::Manifest::from_file(&path).map(|manifest| Manifest { manifest }).map_err(errors::manifest_error)
+    }
+
+    /// Parses manifest text as if read from `path`.
+    #[staticmethod]
+    #[pyo3(signature = (text, path=None))]
+    fn from_str(text: &str, path: Option<PathBuf>) -> PyResult<Manifest> {
+        let path = path.unwrap_or_else(|| PathBuf::from("manifest.toml"));
+        famfs_runtime::Manifest::from_str_at(text, &path)
+            .map(|manifest| Manifest { manifest })
+            .map_err(errors::manifest_error)
+    }
+
+    /// The module's path.
+    #[getter]
+    fn module(&self) -> PathBuf {
+        self.manifest.module.path.clone()
+    }
+
+    /// Whether it invokes a handler (`invoke = "handle"`) rather than running a command.
+    #[getter]
+    fn is_handler(&self) -> bool {
+        self.manifest.module.invoke.is_some()
+    }
+
+    /// The manifest file.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.manifest.file.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("famfs_run.Manifest({:?})", self.manifest.file)
+    }
+}

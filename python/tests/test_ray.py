@@ -1,0 +1,135 @@
+"""famfs_run.ray on a real Ray cluster on this machine: ray.cluster_utils.Cluster starts a head
+node and a second node (separate raylets and worker processes on loopback), each advertising
+{"famfs": 1} and its own FAMFS_DEVICE: a copy of the same famfs image, as every host on a CXL
+fabric maps the same memory. 16 shards; results equal pandas on the concatenated data; a guest
+failure in one task arrives as that task's famfs-run exception; the cluster is stopped at the
+end."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import famfs_run
+from conftest import guest, sql_cache, sql_guest
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+import famfs_run.ray as fr  # noqa: E402
+
+SHARDS = [f"shards/part-{i:02}.arrow" for i in range(16)]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """16 shards in one image, and the concatenated frame."""
+    d = tmp_path_factory.mktemp("ray")
+    image = d / "fabric.img"
+    fs = famfs_run.Famfs.mkfs(image, size="512M")
+    fs.mkdir("shards")
+    rng = np.random.default_rng(16)
+    frames = []
+    for i, shard in enumerate(SHARDS):
+        rows = int(rng.integers(20_000, 60_000))
+        df = pd.DataFrame({"k": rng.integers(0, 40, rows), "v": rng.normal(10 * i, 5, rows)})
+        famfs_run.write_feather(df, fs, shard)
+        frames.append(df)
+    # Each node's view of the fabric: the same bytes at its own path.
+    devices = [d / "node-a.img", d / "node-b.img"]
+    for dev in devices:
+        shutil.copyfile(image, dev)
+    return devices, pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(data):
+    devices, _ = data
+    env = {"FAMFS_RUN_CACHE": str(sql_cache())}
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 2,
+            "resources": {"famfs": 1},
+            "object_store_memory": 150 * 1024 * 1024,
+            "include_dashboard": False,
+            "env_vars": {**env, "FAMFS_DEVICE": str(devices[0])},
+        },
+    )
+    c.add_node(
+        num_cpus=2,
+        resources={"famfs": 1},
+        object_store_memory=150 * 1024 * 1024,
+        env_vars={**env, "FAMFS_DEVICE": str(devices[1])},
+    )
+    # A node without famfs: no famfs task may land there.
+    c.add_node(num_cpus=1, object_store_memory=80 * 1024 * 1024, env_vars=env)
+    c.wait_for_nodes()
+    ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def expected(df):
+    return df.groupby("k")["v"].agg(["count", "sum", "mean", "min", "max"]).sort_index()
+
+
+def check_against_pandas(table, df):
+    got = table.to_pandas().set_index("k")
+    want = expected(df)
+    assert list(got.index) == list(want.index)
+    np.testing.assert_array_equal(got["count"], want["count"])
+    np.testing.assert_allclose(got[["sum", "mean", "min", "max"]], want[["sum", "mean", "min", "max"]], rtol=1e-9)
+
+
+def test_tasks_run_on_famfs_nodes_each_opening_its_own_famfs(cluster, data):
+    devices, _ = data
+    famfs_nodes = {n["NodeID"]: n for n in ray.nodes() if n["Alive"] and n["Resources"].get("famfs")}
+    assert len(famfs_nodes) == 2 and len([n for n in ray.nodes() if n["Alive"]]) == 3
+    results = fr.map_shards(guest("arrow-agg"), SHARDS, ["--info", "{shard}"], output="outcome")
+    assert [r["shard"] for r in results] == SHARDS
+    assert {r["node"] for r in results} == set(famfs_nodes), "SPREAD placed tasks on both famfs nodes only"
+    by_node = {}
+    for r in results:
+        by_node.setdefault(r["node"], set()).add(r["device"])
+        assert b"realigned: 0 buffers" in r["stdout"]
+    assert sorted(d for ds in by_node.values() for d in ds) == sorted(map(str, devices))
+    assert all(len(ds) == 1 for ds in by_node.values())
+
+
+def test_distributed_group_by_equals_pandas(cluster, data):
+    _, df = data
+    check_against_pandas(fr.group_by(guest("arrow-agg"), SHARDS, "k", "v"), df)
+    # The guest as bytes, shipped through the object store, gives the same.
+    check_against_pandas(fr.group_by(guest("arrow-agg").read_bytes(), SHARDS, "k", "v"), df)
+
+
+def test_distributed_sql_group_by_equals_pandas(cluster, data):
+    _, df = data
+    # Compile the SQL guest once into the cache the nodes share (a minute of Cranelift).
+    famfs_run.Runtime(cache_dir=sql_cache()).load(sql_guest())
+    table = fr.sql_group_by(sql_guest(), SHARDS, "k", "v", max_memory="1G")
+    check_against_pandas(table, df)
+
+
+def test_a_failing_guest_fails_its_task_with_its_error_kind(cluster, data):
+    def args(shard):
+        return ["spin"] if shard == SHARDS[3] else ["sum", shard]
+
+    refs = fr.submit(guest("adversary"), SHARDS, args, output="text", timeout=1)
+    ok = 0
+    for shard, ref in zip(SHARDS, refs):
+        if shard == SHARDS[3]:
+            with pytest.raises(famfs_run.Timeout, match=r"the guest ran out of time \(limit 1000 ms\)"):
+                ray.get(ref)
+        else:
+            assert ray.get(ref).strip()
+            ok += 1
+    assert ok == 15
+    # A guest that exits non-zero is an ExitStatusError of its task.
+    with pytest.raises(famfs_run.ExitStatusError, match="arrow-agg.wasm exited with status"):
+        fr.map_shards(guest("arrow-agg"), SHARDS[:1], ["{shard}", "no_such_column", "v"], output="csv")

@@ -1,0 +1,214 @@
+"""famfs_run.Runtime: guests run over famfs datasets from Python, fail with exceptions by kind
+(each carrying the message famfs-run prints), run in parallel with the GIL released, and hand
+Arrow output to pyarrow without a copy."""
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+
+import pyarrow as pa
+import pytest
+
+import famfs_run
+from conftest import guest, tool
+
+# A core module whose `_start` executes `unreachable`.
+TRAP_MODULE = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a\x05\x01\x03\0\x00\x0b"
+
+
+@pytest.fixture(scope="module")
+def rt():
+    return famfs_run.Runtime(fuel=True)
+
+
+def cli_error(*args):
+    """What `famfs-run` prints for a failing run: its one-line message, without the prefix."""
+    r = subprocess.run([str(tool("famfs-run")), *map(str, args)], capture_output=True, text=True)
+    lines = [line for line in r.stderr.splitlines() if line.startswith("famfs-run: error: ")]
+    assert lines, r.stderr
+    return lines[-1].removeprefix("famfs-run: error: ")
+
+
+def test_run_captures_output_and_metrics(rt, image, tmp_path):
+    fs = famfs_run.Famfs(image)
+    src = tmp_path / "words.txt"
+    src.write_text("one two three\nfour five\n")
+    fs.cp(src, "words.txt")
+    program = rt.load(guest("wc"))
+    assert program.kind == "core-module" and len(program.sha256) == 64 and program.name == "wc.wasm"
+    assert rt.load(guest("wc")).sha256 == program.sha256
+    out = rt.run(program, ["words.txt"], device=image, datasets=["words.txt"])
+    assert out.ok and out.exit_code == 0 and out.check() is out
+    assert out.text.split()[:3] == ["2", "5", "24"], out.text
+    assert out.metrics["bytes_mapped"] >= 24 and out.metrics["wall_ms"] > 0
+    # Not granted: the guest cannot open it.
+    denied = rt.run(program, ["words.txt"], device=image, datasets=[])
+    assert not denied.ok and b"not" in denied.stderr.lower()
+    with pytest.raises(famfs_run.ExitStatusError, match=r"wc.wasm exited with status \d+") as e:
+        denied.check()
+    assert e.value.exit_code == denied.exit_code
+
+
+def test_failures_raise_by_kind_with_the_cli_message(rt, tmp_path):
+    adversary = guest("adversary")
+    with pytest.raises(famfs_run.Timeout) as e:
+        rt.run(adversary, ["spin"], timeout=0.2)
+    assert str(e.value) == cli_error("--timeout", "200ms", adversary, "spin")
+    assert e.value.kind == "timeout" and isinstance(e.value, famfs_run.GuestError)
+    assert e.value.metrics["run_ms"] >= 200
+
+    with pytest.raises(famfs_run.MemoryLimit) as e:
+        rt.run(adversary, ["memory-bomb"], max_memory="64M")
+    assert str(e.value) == cli_error("--max-memory", "64M", adversary, "memory-bomb")
+
+    with pytest.raises(famfs_run.FuelExhausted, match="ran out of fuel"):
+        rt.run(adversary, ["spin"], fuel=100_000)
+    with pytest.raises(famfs_run.StackOverflow):
+        rt.run(adversary, ["recurse"])
+
+    trap = tmp_path / "trap.wasm"
+    trap.write_bytes(TRAP_MODULE)
+    with pytest.raises(famfs_run.Trap) as e:
+        rt.run(TRAP_MODULE)
+    assert str(e.value) == cli_error("--fuel", "1000000", trap)  # the same engine: fuel counted
+    assert "unreachable" in str(e.value) and e.value.kind == "trap"
+
+    with pytest.raises(famfs_run.CompileError):
+        rt.load(b"not wasm")
+    with pytest.raises(famfs_run.LoadError, match="cannot read the guest"):
+        rt.load(tmp_path / "missing.wasm")
+    with pytest.raises(famfs_run.LoadError, match="refusing to run it"):
+        rt.load(trap, sha256="0" * 64)
+    with pytest.raises(famfs_run.SourceError, match="cannot open the famfs"):
+        rt.run(adversary, ["list"], device=tmp_path / "no.img", datasets=["/"])
+    with pytest.raises(ValueError, match="needs a source"):
+        rt.run(adversary, ["list"], datasets=["x"])
+    with pytest.raises(ValueError, match="FAMFS_RUN_MAX_MEMORY"):
+        rt.run(adversary, ["list"], env={"FAMFS_RUN_MAX_MEMORY": "1"})
+
+
+def test_handlers_reply_and_fail_with_handler_error(rt, image, tmp_path):
+    words = bytes(range(1, 9)) + bytes([2])  # one u64 word, then a partial one
+    handler = rt.load(guest("sum_handler"), component=True)
+    assert handler.kind == "adapted-module"
+    want = int.from_bytes(bytes(range(1, 9)), "little") + 2
+    assert rt.invoke(handler, words) == str(want).encode()
+    src = tmp_path / "d"
+    src.write_bytes(words)
+    famfs_run.Famfs(image).cp(src, "d")
+    assert rt.invoke(handler, "map:d", device=image, datasets=["d"]) == str(want).encode()
+    with pytest.raises(famfs_run.HandlerError, match="handler returned an error: missing"):
+        rt.invoke(handler, "map:missing", device=image, datasets=["d"])
+    with pytest.raises(famfs_run.NeedsComponent, match="component=True"):
+        rt.invoke(rt.load(guest("sum_handler")), b"")
+
+
+def test_outcome_arrow_is_zero_copy(rt):
+    out = rt.run(guest("arrow-gen"), ["-", "200000"], max_output="256M").check()
+    before = pa.total_allocated_bytes()
+    table = out.arrow()
+    assert table.num_rows == 200_000 and "celsius" in table.column_names
+    # The table's buffers are the guest's output: pyarrow allocated nothing for them.
+    assert table.nbytes > 5_000_000
+    assert pa.total_allocated_bytes() - before < 1_000_000
+    del out  # the table keeps the output alive
+    assert table.column("celsius").null_count >= 0 and table.slice(199_999).num_rows == 1
+
+
+def test_manifest_runs_as_the_cli_would(rt, image, tmp_path):
+    src = tmp_path / "words.txt"
+    src.write_text("a b c\n")
+    famfs_run.Famfs(image).cp(src, "words.txt")
+    manifest = tmp_path / "wc.toml"
+    manifest.write_text(
+        f'[module]\npath = "{guest("wc")}"\n[source]\ndevice = "{image}"\ndatasets = ["words.txt"]\n'
+        '[limits]\ntimeout = "10s"\n'
+    )
+    m = famfs_run.Manifest(manifest)
+    assert not m.is_handler and m.module == guest("wc")
+    out = rt.run_manifest(m, ["words.txt"]).check()
+    assert out.text.split()[:3] == ["1", "3", "6"]
+    with pytest.raises(famfs_run.ManifestError, match="unknown field"):
+        famfs_run.Manifest.from_str('[module]\npath = "x.wasm"\n[limits]\ntimeout_s = 3\n')
+    with pytest.raises(ValueError, match="input= is for handlers"):
+        rt.run_manifest(m, input=b"x")
+
+
+def test_threads_run_guests_in_parallel_up_to_max_concurrency():
+    rt = famfs_run.Runtime(max_concurrency=2)
+    adversary = rt.load(guest("adversary"))
+    runs = []  # (start, end) of each guest's own run, on the host's clock
+
+    def spin():
+        try:
+            rt.run(adversary, ["spin"], timeout=0.5)
+        except famfs_run.Timeout as e:
+            end = time.monotonic()
+            runs.append((end - e.metrics["wall_ms"] / 1000, end))
+
+    ticks = 0
+    threads = [threading.Thread(target=spin) for _ in range(4)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        ticks += 1  # Python code runs meanwhile: the GIL is released while guests run
+        time.sleep(0.001)
+    for t in threads:
+        t.join()
+    assert len(runs) == 4 and ticks > 50
+    # At most two at once, and two did run at once. A thread notes its end only once it holds
+    # the GIL again, a little after the guest's slot was freed: ends count 50 ms early.
+    events = sorted([(s, 1) for s, _ in runs] + [(e - 0.05, -1) for _, e in runs], key=lambda x: (x[0], x[1]))
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    assert peak == 2, runs
+    assert rt.available_slots == 2
+
+
+def test_asyncio_runs_guests_without_blocking_the_loop():
+    rt = famfs_run.Runtime()
+    adversary = rt.load(guest("adversary"))
+
+    async def main():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        tick = asyncio.create_task(ticker())
+        results = await asyncio.gather(
+            *[famfs_run.run_async(rt, adversary, ["spin"], timeout=0.3) for _ in range(2)], return_exceptions=True
+        )
+        tick.cancel()
+        return results, ticks
+
+    results, ticks = asyncio.run(main())
+    assert all(isinstance(r, famfs_run.Timeout) for r in results), results
+    assert ticks > 10
+
+
+def test_a_library_that_takes_the_fault_signals_does_not_turn_traps_into_crashes():
+    # Ray's core worker (ray.init in a process that already made a runtime), JVMs and glog
+    # install their own SIGSEGV/SIGILL/SIGBUS handlers; a guest's trap then used to kill the
+    # process. Python's own signal module stands in for them here, in a child process.
+    code = f"""
+import signal, famfs_run
+rt = famfs_run.Runtime()
+for s in (signal.SIGILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE):
+    signal.signal(s, lambda *a: print("foreign handler ran", flush=True))
+try:
+    rt.run({TRAP_MODULE!r})
+except famfs_run.Trap as e:
+    print("trap:", e)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert r.stdout.startswith("trap: the guest trapped: wasm trap: unreachable") or "unreachable" in r.stdout, r.stdout
+    assert "foreign handler ran" not in r.stdout
