@@ -75,8 +75,9 @@ def invocations(work: pathlib.Path):
                               text=True)
     try:
         line = server.stdout.readline()
-        address = next(w for w in line.split() if w.count(":") == 1 and w.split(":")[1].isdigit())
-        host, port = address.split(":")
+        if "http://" not in line:
+            raise RuntimeError(f"famfs-serve did not start: {line!r}")
+        host, port = line.split("http://", 1)[1].strip().rsplit(":", 1)
         conn = http.client.HTTPConnection(host, int(port))
 
         def one_request():

@@ -13,7 +13,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
 use std::collections::HashMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The tokio runtime that drives `famfs_runtime::Runtime::invoke`: a current-thread runtime
@@ -158,14 +158,9 @@ impl Runtime {
             for (guest, path) in dirs.iter() {
                 let guest: String = guest.extract()?;
                 let path: PathBuf = path.extract()?;
-                match (&src.device, &src.mount) {
-                    (Some(_), _) => {
-                        let path = path.to_str().ok_or_else(|| PyValueError::new_err("a famfs path must be UTF-8"))?;
-                        inv.famfs_dirs.push((guest, path.to_string()));
-                    }
-                    (None, Some(root)) => inv.dirs.push((guest, inside(root, &path)?)),
-                    (None, None) => inv.dirs.push((guest, path)),
-                }
+                let path = path.to_str().ok_or_else(|| PyValueError::new_err("dirs: paths must be UTF-8"))?;
+                inv.add_dir(guest, path, src.mount.as_deref(), src.device.is_some())
+                    .map_err(|e| PyValueError::new_err(format!("dirs: {e}")))?;
             }
         }
         inv.entry = entry;
@@ -242,19 +237,6 @@ impl Runtime {
             }
         }
     }
-}
-
-/// `path` inside the mount `root`; it may not climb out.
-fn inside(root: &Path, path: &Path) -> PyResult<PathBuf> {
-    let rel = path.strip_prefix("/").unwrap_or(path);
-    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(PyValueError::new_err(format!("dirs: {} must stay inside the mount (no '..')", path.display())));
-    }
-    let host = root.join(rel);
-    if !host.is_dir() {
-        return Err(PyValueError::new_err(format!("dirs: {} is not a directory", host.display())));
-    }
-    Ok(host)
 }
 
 /// Request bytes from `bytes`, `bytearray` or `str` (UTF-8).

@@ -212,3 +212,25 @@ except famfs_run.Trap as e:
     assert r.returncode == 0, (r.returncode, r.stderr)
     assert r.stdout.startswith("trap: the guest trapped: wasm trap: unreachable") or "unreachable" in r.stdout, r.stdout
     assert "foreign handler ran" not in r.stdout
+
+
+def test_dirs_serve_famfs_directories_and_mount_subdirectories(rt, image, tmp_path):
+    fs = famfs_run.Famfs(image)
+    fs.mkdir("logs")
+    src = tmp_path / "a.log"
+    src.write_text("hello famfs\n")
+    fs.cp(src, "logs/a.log")
+    probe = guest("fs-probe")
+    # From the image itself: no mount (the guest is adapted into a component for this).
+    out = rt.run(probe, ["cat", "/data/a.log"], device=image, dirs={"/data": "logs"}).check()
+    assert out.stdout == b"hello famfs\n"
+    # From a mount: a directory inside it, never outside.
+    mount = tmp_path / "mnt"
+    (mount / "logs").mkdir(parents=True)
+    (mount / "logs" / "b.log").write_text("on a mount\n")
+    out = rt.run(probe, ["cat", "/data/b.log"], mount=mount, dirs={"/data": "logs"}).check()
+    assert out.stdout == b"on a mount\n"
+    with pytest.raises(ValueError, match=r"must stay inside the mount"):
+        rt.run(probe, ["ls", "/data"], mount=mount, dirs={"/data": "../.."})
+    with pytest.raises(ValueError, match="is not a directory"):
+        rt.run(probe, ["ls", "/data"], mount=mount, dirs={"/data": "nothing"})

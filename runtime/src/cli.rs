@@ -5,7 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use famfs_host_api::Catalog;
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,39 +72,6 @@ struct Cli {
     /// Arguments for the guest.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
-}
-
-/// Where a `--dir` comes from.
-enum DirSpec {
-    /// A host directory (inside the mount, or anywhere without a source).
-    Host(String, PathBuf),
-    /// A famfs directory, served from the image or dax device itself.
-    Famfs(String, String),
-}
-
-/// `GUEST=PATH`; with a mount, PATH is resolved inside it and may not climb out; with a device,
-/// PATH is a famfs directory (checked when the run is set up).
-fn parse_dir(spec: &str, mount: Option<&Path>, device: bool) -> Result<DirSpec> {
-    let (guest, path) = spec
-        .split_once('=')
-        .with_context(|| format!("--dir '{spec}' must look like GUEST=PATH, e.g. /data=datasets"))?;
-    if device {
-        return Ok(DirSpec::Famfs(guest.to_string(), path.to_string()));
-    }
-    let host = match mount {
-        Some(root) => {
-            let rel = Path::new(path.trim_start_matches('/'));
-            if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-                bail!("--dir '{spec}': PATH must stay inside the mount (no '..')");
-            }
-            root.join(rel)
-        }
-        None => PathBuf::from(path),
-    };
-    if !host.is_dir() {
-        bail!("--dir '{spec}': {} is not a directory", host.display());
-    }
-    Ok(DirSpec::Host(guest.to_string(), host))
 }
 
 fn exit_code_for(e: &RunError) -> i32 {
@@ -216,13 +183,16 @@ fn prepare_flags(cli: Cli) -> Result<Prepared> {
     for d in &cli.datasets {
         catalog.grant(d)?;
     }
-    let (mut dirs, mut famfs_dirs) = (Vec::new(), Vec::new());
+    let mut dir_holder = Invocation::new("");
     for spec in &cli.dirs {
-        match parse_dir(spec, cli.mount.as_deref(), cli.device.is_some())? {
-            DirSpec::Host(guest, host) => dirs.push((guest, host)),
-            DirSpec::Famfs(guest, path) => famfs_dirs.push((guest, path)),
-        }
+        let (guest, path) = spec
+            .split_once('=')
+            .with_context(|| format!("--dir '{spec}' must look like GUEST=PATH, e.g. /data=datasets"))?;
+        dir_holder
+            .add_dir(guest, path, cli.mount.as_deref(), cli.device.is_some())
+            .map_err(|e| anyhow::anyhow!("--dir '{spec}': {e}"))?;
     }
+    let (dirs, famfs_dirs) = (dir_holder.dirs, dir_holder.famfs_dirs);
     let entry = match (&cli.invoke, &cli.input) {
         (Some(name), Some(input)) if name == "handle" => Entry::Handle { input: read_input(input)? },
         (Some(name), _) => {

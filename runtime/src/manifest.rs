@@ -328,18 +328,9 @@ impl Manifest {
         }
         inv.catalog = catalog;
         for (guest, path) in &self.source.dirs {
-            match &self.source.mount {
-                Some(root) => {
-                    let rel = Path::new(path.trim_start_matches('/'));
-                    if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-                        return Err(
-                            self.invalid(format!("source.dirs '{guest}' = '{path}' must stay inside the mount"))
-                        );
-                    }
-                    inv.dirs.push((guest.clone(), root.join(rel)));
-                }
-                None => inv.famfs_dirs.push((guest.clone(), path.clone())),
-            }
+            let mount = self.source.mount.as_deref();
+            inv.add_dir(guest.clone(), path, mount, mount.is_none())
+                .map_err(|e| self.invalid(format!("source.dirs '{guest}' = '{path}': {e}")))?;
         }
         inv.limits = self.limits_over(defaults)?;
         if self.module.invoke.is_some() {

@@ -200,6 +200,40 @@ impl Invocation {
     }
 }
 
+impl Invocation {
+    /// Adds a read-only WASI directory at `guest` for `path` of the run's source: with a famfs
+    /// device (`on_device`), a famfs directory served from the image itself (checked when the
+    /// run is set up); with a `mount`, a directory inside it, which `path` may not climb out
+    /// of; without either, a host directory. Errors are one line for the user.
+    pub fn add_dir(
+        &mut self,
+        guest: impl Into<String>,
+        path: &str,
+        mount: Option<&std::path::Path>,
+        on_device: bool,
+    ) -> Result<(), String> {
+        if on_device {
+            self.famfs_dirs.push((guest.into(), path.to_string()));
+            return Ok(());
+        }
+        let host = match mount {
+            Some(root) => {
+                let rel = std::path::Path::new(path.trim_start_matches('/'));
+                if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+                    return Err(format!("{path} must stay inside the mount (no '..')"));
+                }
+                root.join(rel)
+            }
+            None => PathBuf::from(path),
+        };
+        if !host.is_dir() {
+            return Err(format!("{} is not a directory", host.display()));
+        }
+        self.dirs.push((guest.into(), host));
+        Ok(())
+    }
+}
+
 /// A cancellation flag shared between an invocation and whoever may cancel it; cheap to clone.
 ///
 /// ```
