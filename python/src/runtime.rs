@@ -8,7 +8,7 @@
 use crate::convert;
 use crate::errors;
 use famfs_host_api::{Catalog, MapTechnique};
-use famfs_runtime::{Entry, Invocation, Limits, ProgramKind, RunError, Stdio};
+use famfs_runtime::{Cancel, Entry, Invocation, Limits, ProgramKind, RunError, Stdio};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
@@ -17,17 +17,21 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The tokio runtime that drives `famfs_runtime::Runtime::invoke`: a current-thread runtime
-/// whose handle each calling thread blocks on (the guest itself runs on tokio's blocking pool;
-/// nothing here needs tokio's I/O or timer drivers).
+/// each calling thread blocks on (the guest itself runs on tokio's blocking pool), with a timer
+/// for the signal checks.
 fn tokio_runtime() -> &'static tokio::runtime::Runtime {
     static TOKIO: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     TOKIO.get_or_init(|| {
         tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .thread_name("famfs-run-guest")
             .build()
-            .expect("a tokio runtime without drivers builds")
+            .expect("a tokio runtime with only a timer builds")
     })
 }
+
+/// How often a thread waiting for a guest lets Python run its signal handlers (Ctrl-C).
+const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Runs guests: one per process is enough, and it is safe to share between threads.
 #[pyclass(module = "famfs_run", frozen)]
@@ -206,12 +210,37 @@ impl Runtime {
 
     /// Runs `inv` with the GIL released; a failure raises its exception, with the captured
     /// output attached as `stdout`/`stderr`.
-    fn execute(&self, py: Python<'_>, program: &Program, inv: Invocation) -> PyResult<Outcome> {
+    fn execute(&self, py: Python<'_>, program: &Program, mut inv: Invocation) -> PyResult<Outcome> {
         let (rt, compiled) = (self.inner.clone(), program.program.clone());
         // `ray.init` in this process, after the runtime was made, replaces the fault handlers
         // guests trap through; put them back first (see famfs_runtime::signals).
         famfs_runtime::signals::reclaim();
-        let outcome = py.detach(move || tokio_runtime().block_on(rt.invoke(&compiled, inv)));
+        let cancel = Cancel::new();
+        inv.cancel = Some(cancel.clone());
+        // Wait with the GIL released, taking it back every SIGNAL_CHECK to run Python's signal
+        // handlers: Ctrl-C (KeyboardInterrupt, or whatever a handler raises) cancels the guest
+        // within an epoch tick, and the exception is raised once the guest is gone.
+        let (outcome, interrupted) = py.detach(move || {
+            tokio_runtime().block_on(async move {
+                let run = rt.invoke(&compiled, inv);
+                tokio::pin!(run);
+                let mut interrupted: Option<PyErr> = None;
+                loop {
+                    tokio::select! {
+                        outcome = &mut run => break (outcome, interrupted),
+                        _ = tokio::time::sleep(SIGNAL_CHECK), if interrupted.is_none() => {
+                            if let Err(e) = Python::attach(|py| py.check_signals()) {
+                                cancel.cancel();
+                                interrupted = Some(e);
+                            }
+                        }
+                    }
+                }
+            })
+        });
+        if let Some(e) = interrupted {
+            return Err(e);
+        }
         let stdout = outcome.stdout.unwrap_or_default();
         let stderr = outcome.stderr.unwrap_or_default();
         match outcome.result {

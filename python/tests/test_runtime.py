@@ -5,6 +5,7 @@ Arrow output to pyarrow without a copy."""
 import asyncio
 import subprocess
 import sys
+import signal
 import threading
 import time
 
@@ -234,3 +235,28 @@ def test_dirs_serve_famfs_directories_and_mount_subdirectories(rt, image, tmp_pa
         rt.run(probe, ["ls", "/data"], mount=mount, dirs={"/data": "../.."})
     with pytest.raises(ValueError, match="is not a directory"):
         rt.run(probe, ["ls", "/data"], mount=mount, dirs={"/data": "nothing"})
+
+
+def test_ctrl_c_interrupts_a_running_guest():
+    # A guest that would spin forever; SIGINT (Ctrl-C) to the Python process cancels it and
+    # raises KeyboardInterrupt, within a fraction of a second.
+    code = f"""
+import famfs_run, sys
+rt = famfs_run.Runtime()
+program = rt.load({str(guest("adversary"))!r})
+print("loaded", flush=True)
+try:
+    rt.run(program, ["spin"])
+except KeyboardInterrupt:
+    print("interrupted", rt.available_slots == rt.max_concurrency, flush=True)
+"""
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "loaded"
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+    finally:
+        p.kill()
+    assert out.strip() == "interrupted True", (out, err)
+    assert p.returncode == 0
