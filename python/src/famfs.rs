@@ -59,9 +59,10 @@ pub fn attrs(mode: u32, uid: Option<u32>, gid: Option<u32>) -> Attrs {
 
 fn not_found(fs: &famfs::Famfs, path: &str, e: famfs::LookupError) -> PyErr {
     match e {
-        famfs::LookupError::NotFound(_) => {
-            PyFileNotFoundError::new_err(format!("{}: no such file or directory: '{path}'", fs.device().path().display()))
-        }
+        famfs::LookupError::NotFound(_) => PyFileNotFoundError::new_err(format!(
+            "{}: no such file or directory: '{path}'",
+            fs.device().path().display()
+        )),
         famfs::LookupError::NotADirectory(p) => PyNotADirectoryError::new_err(format!("'{p}' is not a directory")),
         other => famfs_error(other),
     }
@@ -157,8 +158,7 @@ impl Famfs {
             Lookup::File(f) => {
                 let d = convert::to_py(py, f)?;
                 d.set_item("type", "file")?;
-                let pieces: Vec<(u64, u64)> =
-                    f.map.pieces(0, f.size).map(|p| (p.device_offset, p.len)).collect();
+                let pieces: Vec<(u64, u64)> = f.map.pieces(0, f.size).map(|p| (p.device_offset, p.len)).collect();
                 d.set_item("extents", pieces)?;
                 d
             }
@@ -206,8 +206,7 @@ impl Famfs {
         let p = rel(path)?;
         let a = attrs(mode, uid, gid);
         let mut w = self.writer()?;
-        py.detach(move || if parents { w.mkdir_all(&p, a).map(|_| ()) } else { w.mkdir(&p, a) })
-            .map_err(famfs_error)
+        py.detach(move || if parents { w.mkdir_all(&p, a).map(|_| ()) } else { w.mkdir(&p, a) }).map_err(famfs_error)
     }
 
     /// Copies the host file `src` into the famfs as `dest` (a new file; famfs files are never

@@ -8,8 +8,8 @@
 
 use crate::errors::famfs_error;
 use crate::famfs::Famfs;
-use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_array::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
+use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_ipc::MetadataVersion;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow_schema::{ArrowError, Schema};
@@ -75,7 +75,13 @@ fn import_stream(table: &Bound<'_, PyAny>) -> PyResult<(Schema, Vec<RecordBatch>
 }
 
 /// Writes `table` into `famfs` as `path`; returns the file's size.
-pub fn write_arrow(py: Python<'_>, famfs: &Famfs, table: &Bound<'_, PyAny>, path: &RelPath, attrs: Attrs) -> PyResult<u64> {
+pub fn write_arrow(
+    py: Python<'_>,
+    famfs: &Famfs,
+    table: &Bound<'_, PyAny>,
+    path: &RelPath,
+    attrs: Attrs,
+) -> PyResult<u64> {
     let (schema, batches) = import_stream(table)?;
     let mut writer = famfs.writer()?;
     let written = py.detach(|| {

@@ -203,8 +203,7 @@ impl Runtime {
             .map_err(|_| PyTypeError::new_err("a guest is a path (str or os.PathLike) or the module's bytes"))?;
         let name = path.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
         let sha = sha256.map(str::to_string);
-        let program =
-            py.detach(move || rt.load_file(&path, sha.as_deref(), component)).map_err(errors::embed_error)?;
+        let program = py.detach(move || rt.load_file(&path, sha.as_deref(), component)).map_err(errors::embed_error)?;
         Ok(Program { program, name })
     }
 
@@ -328,7 +327,13 @@ impl Runtime {
     /// return the same program. `component=True` turns a core module into a component (needed
     /// for handlers and for `dirs` served from a famfs image). `sha256` refuses any other file.
     #[pyo3(signature = (guest, *, component=false, sha256=None))]
-    fn load(&self, py: Python<'_>, guest: &Bound<'_, PyAny>, component: bool, sha256: Option<&str>) -> PyResult<Program> {
+    fn load(
+        &self,
+        py: Python<'_>,
+        guest: &Bound<'_, PyAny>,
+        component: bool,
+        sha256: Option<&str>,
+    ) -> PyResult<Program> {
         self.load_guest(py, guest, component, sha256)
     }
 
@@ -415,7 +420,10 @@ impl Runtime {
                 )));
             }
             (None, Some(_)) => {
-                return Err(PyValueError::new_err(format!("input= is for handlers; {} runs a command", m.file.display())));
+                return Err(PyValueError::new_err(format!(
+                    "input= is for handlers; {} runs a command",
+                    m.file.display()
+                )));
             }
             (None, None) => Vec::new(),
         };
