@@ -152,7 +152,13 @@ def combine_partials(partials: Sequence[pa.Table], key: str) -> pa.Table:
     ``max``) into the aggregates of the whole: counts and sums added, min of mins, max of maxes,
     and ``mean`` = sum / count; sorted by ``key``."""
     cols = [key, "count", "sum", "min", "max"]
-    whole = pa.concat_tables([t.select(cols).cast(partials[0].select(cols).schema) for t in partials])
+    parts = [t.select(cols) for t in partials]
+    # A shard whose values were all integers has integer sums, another float ones: add as floats.
+    schema = parts[0].schema
+    for c in ["sum", "min", "max"]:
+        if any(p.schema.field(c).type != schema.field(c).type for p in parts):
+            schema = schema.set(schema.get_field_index(c), pa.field(c, pa.float64()))
+    whole = pa.concat_tables([p.cast(schema) for p in parts])
     g = whole.group_by(key).aggregate([("count", "sum"), ("sum", "sum"), ("min", "min"), ("max", "max")])
     g = g.rename_columns([key if c == key else c.rsplit("_", 1)[0] for c in g.column_names])
     mean = pc.divide(pc.cast(g["sum"], pa.float64()), pc.cast(g["count"], pa.float64()))
@@ -163,9 +169,9 @@ def combine_partials(partials: Sequence[pa.Table], key: str) -> pa.Table:
 def group_by(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str], key: str, value: str,
              **options: Any) -> pa.Table:
     """A distributed group-by with the ``arrow-agg`` guest: per shard, in a Ray task on a famfs
-    node, the count, sum, min and max of ``value`` by ``key`` (arrow-agg's CSV, parsed into a
+    node, the count, sum, min and max of ``value`` by ``key`` (arrow-agg's Arrow output, a
     table in the task); combined on the driver (:func:`combine_partials`)."""
-    partials = map_shards(guest, shards, ["{shard}", key, value], output="csv", **options)
+    partials = map_shards(guest, shards, ["--format", "arrow", "{shard}", key, value], output="arrow", **options)
     return combine_partials(partials, key)
 
 

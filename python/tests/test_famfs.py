@@ -135,11 +135,15 @@ def test_write_feather_publishes_an_aligned_arrow_file_pandas_and_guests_read(im
     rt = famfs_run.Runtime()
     info = rt.run(guest("arrow-agg"), ["--info", "frames/df.arrow"], device=image, datasets=["frames"]).check()
     assert "rows: 100000" in info.text and "realigned: 0 buffers" in info.text, info.text
-    agg = rt.run(guest("arrow-agg"), ["frames/df.arrow", "k", "v"], device=image, datasets=["frames"]).check()
-    got = pd.read_csv(pa.BufferReader(agg.stdout)).set_index("k").sort_index()
     want = df.groupby("k")["v"].agg(["count", "sum", "mean", "min", "max"])
-    np.testing.assert_array_equal(got["count"], want["count"])
-    np.testing.assert_allclose(got[["sum", "mean", "min", "max"]], want[["sum", "mean", "min", "max"]], rtol=1e-12)
+    csv = rt.run(guest("arrow-agg"), ["frames/df.arrow", "k", "v"], device=image, datasets=["frames"]).check()
+    arrow = rt.run(guest("arrow-agg"), ["--format", "arrow", "frames/df.arrow", "k", "v"], device=image,
+                   datasets=["frames"]).check()
+    for got in [pd.read_csv(pa.BufferReader(csv.stdout)), arrow.arrow().to_pandas()]:
+        got = got.set_index("k").sort_index()
+        np.testing.assert_array_equal(got["count"], want["count"])
+        np.testing.assert_allclose(got[["sum", "mean", "min", "max"]], want[["sum", "mean", "min", "max"]], rtol=1e-12)
+    assert arrow.arrow().schema.field("count").type == pa.uint64()
 
 
 def test_write_feather_takes_tables_and_readers_and_refuses_other_things(image):

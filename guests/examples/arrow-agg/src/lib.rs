@@ -12,9 +12,11 @@
 //!   and no mean, min or max.
 #![deny(missing_docs)]
 
+mod batch;
 mod group;
 mod output;
 
+pub use batch::to_record_batch;
 pub use group::{Group, GroupBy, Key, Num};
 pub use output::{write_csv, write_json};
 

@@ -1,20 +1,21 @@
-//! `arrow-agg [--format csv|json] [--window SIZE_BYTES] [--populate] [--keep] NAME KEY VALUE`: groups
+//! `arrow-agg [--format csv|json|arrow] [--window SIZE_BYTES] [--populate] [--keep] NAME KEY VALUE`: groups
 //! the rows of the Arrow IPC file NAME by column KEY and prints count, sum, mean, min and max of
 //! column VALUE per group (see the `arrow_agg` library for the semantics), reading the file
 //! zero-copy, window by window. `arrow-agg --info NAME` decodes every column of every batch and
 //! prints the schema, the batch and row counts, the windows mapped and the buffers copied to
 //! realign them (16-byte values 8 bytes off, as pyarrow writes them).
 
-use arrow_agg::{GroupBy, write_csv, write_json};
+use arrow_agg::{GroupBy, to_record_batch, write_csv, write_json};
 use famfs_example_common::{fail, parse_size};
 use famfs_guest::arrow::{ArrowFile, Batches};
 
-const USAGE: &str = "usage: arrow-agg [--format csv|json] [--window SIZE_BYTES] [--populate] [--keep] NAME KEY VALUE
+const USAGE: &str =
+    "usage: arrow-agg [--format csv|json|arrow] [--window SIZE_BYTES] [--populate] [--keep] NAME KEY VALUE
        arrow-agg --info [--window SIZE_BYTES] NAME
   NAME        an Arrow IPC file (Feather v2, uncompressed) granted to this guest
   KEY         the column to group by (integers or strings, or a dictionary of them)
   VALUE       the column to aggregate (integers or floating point)
-  --format    csv (default) or json
+  --format    csv (default), json, or arrow (an Arrow IPC stream: KEY, count, sum, mean, min, max)
   --window    map the file in windows of this many bytes (K/M/G suffixes), whole batches each;
               default: whole if at most 1 GiB, else 256 MiB
   --populate  fault each window's pages in when it is mapped
@@ -26,6 +27,7 @@ const USAGE: &str = "usage: arrow-agg [--format csv|json] [--window SIZE_BYTES] 
 enum Format {
     Csv,
     Json,
+    Arrow,
 }
 
 struct Options {
@@ -56,6 +58,7 @@ fn parse_args() -> Options {
                 o.format = match inline.or_else(|| args.next()).as_deref() {
                     Some("csv") => Format::Csv,
                     Some("json") => Format::Json,
+                    Some("arrow") => Format::Arrow,
                     _ => usage(),
                 }
             }
@@ -107,7 +110,7 @@ fn info(file: &ArrowFile, o: &Options) -> String {
     out
 }
 
-fn aggregate(file: ArrowFile, o: &Options) -> String {
+fn aggregate(file: ArrowFile, o: &Options) -> Vec<u8> {
     let (name, key, value) = (&o.args[0], &o.args[1], &o.args[2]);
     let col = |c: &str| file.column_index(c).unwrap_or_else(|e| fail(format!("{name}: {e}")));
     let (k, v) = (col(key), col(value));
@@ -143,7 +146,20 @@ fn aggregate(file: ArrowFile, o: &Options) -> String {
     match o.format {
         Format::Csv => write_csv(&mut out, key, &groups),
         Format::Json => write_json(&mut out, &groups),
+        Format::Arrow => return arrow_stream(key, &groups),
     }
+    out.into_bytes()
+}
+
+/// The groups as an Arrow IPC stream.
+fn arrow_stream(key: &str, groups: &[arrow_agg::Group]) -> Vec<u8> {
+    let batch = to_record_batch(key, groups).unwrap_or_else(|e| fail(format!("cannot build the result: {e}")));
+    let mut out = Vec::new();
+    let written = arrow_ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).and_then(|mut w| {
+        w.write(&batch)?;
+        w.finish()
+    });
+    written.unwrap_or_else(|e| fail(format!("cannot write the result: {e}")));
     out
 }
 
@@ -151,6 +167,9 @@ fn main() {
     let o = parse_args();
     let name = &o.args[0];
     let file = ArrowFile::open(name).unwrap_or_else(|e| fail(format!("{name}: {e}")));
-    let out = if o.info { info(&file, &o) } else { aggregate(file, &o) };
-    print!("{out}");
+    let out = if o.info { info(&file, &o).into_bytes() } else { aggregate(file, &o) };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = std::io::Write::write_all(&mut stdout, &out).and_then(|()| std::io::Write::flush(&mut stdout)) {
+        fail(format!("cannot write to standard output: {e}"));
+    }
 }
