@@ -11,8 +11,9 @@ ensure_python_env() {
     root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
     venv="${FAMFS_RUN_VENV:-$HOME/.cache/famfs-run/venv}"
     [ "${1:-}" = "--release" ] && profile=(--release)
-    if ! command -v python3 >/dev/null 2>&1; then
-        echo "python-env: python3 (3.9 or later, with venv and pip) is required" >&2
+    # The package needs CPython 3.9+; the pinned test dependencies (pandas 3, numpy 2.4) 3.11+.
+    if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        echo "python-env: the tests need python3 3.11 or later (with venv and pip); found: $(python3 --version 2>&1)" >&2
         return 1
     fi
     if [ ! -x "$venv/bin/python" ]; then

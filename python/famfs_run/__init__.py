@@ -22,6 +22,7 @@ import asyncio
 import functools
 import mmap
 import os
+import sys
 from typing import Any, Optional, Union
 
 from . import _native
@@ -150,10 +151,12 @@ class Famfs(_native.Famfs):
         if len(extents) != 1:
             return memoryview(self.cat(path)).toreadonly()
         offset, length = extents[0]
+        # Extents start on 2 MiB boundaries and files own whole 2 MiB units (the slack after the
+        # end is zeroed): map whole units, which device-dax requires of both ends of a mapping.
+        unit = 2 << 20
         with open(self.device, "rb") as f:
-            # Extents start on 2 MiB boundaries, a multiple of every page size.
-            mapped = mmap.mmap(f.fileno(), length, access=mmap.ACCESS_READ, offset=offset)
-        return memoryview(mapped).toreadonly()
+            mapped = mmap.mmap(f.fileno(), (length + unit - 1) // unit * unit, access=mmap.ACCESS_READ, offset=offset)
+        return memoryview(mapped)[:length].toreadonly()
 
     def cp(self, src: PathLike, dest: str, *, recursive: bool = False, mode: Optional[int] = None,
            uid: Optional[int] = None, gid: Optional[int] = None) -> None:
@@ -168,17 +171,19 @@ class Famfs(_native.Famfs):
         if not recursive:
             raise IsADirectoryError(f"{src} is a directory (use recursive=True to copy it)")
         dest = dest.strip("/")
-        self.mkdir(dest, parents=True, uid=uid, gid=gid)
+        if dest:
+            self.mkdir(dest, parents=True, uid=uid, gid=gid)
         for root, dirs, files in os.walk(src):
-            dirs.sort()
+            # Links to directories are skipped (they could loop), as famfsctl cp does.
+            dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(root, d)))
             rel = os.path.relpath(root, src)
-            base = dest if rel == "." else f"{dest}/{rel}"
+            base = "/".join(p for p in (dest, "" if rel == "." else rel) if p)
             for d in dirs:
-                self.mkdir(f"{base}/{d}", parents=True, uid=uid, gid=gid)
+                self.mkdir(f"{base}/{d}" if base else d, parents=True, uid=uid, gid=gid)
             for name in sorted(files):
                 host = os.path.join(root, name)
                 if os.path.isfile(host) and os.path.getsize(host) > 0:
-                    super().cp(host, f"{base}/{name}", mode=mode, uid=uid, gid=gid)
+                    super().cp(host, f"{base}/{name}" if base else name, mode=mode, uid=uid, gid=gid)
 
     def write_feather(self, table: Any, path: str, **kwargs: Any) -> int:
         """Same as :func:`write_feather` (``write_feather(table, self, path)``)."""
@@ -190,7 +195,9 @@ def write_feather(table: Any, famfs: Union[Famfs, PathLike], path: str, *, mode:
     """Publishes a data frame into a famfs: ``table`` (a pyarrow Table or RecordBatchReader, a
     pandas DataFrame, or anything with ``__arrow_c_stream__``) is written as an uncompressed
     Arrow IPC file (Feather v2) with 64-byte aligned buffers, straight into the new famfs file
-    ``path`` (no temporary file, no copy of the table in memory). Guests read it zero-copy
+    ``path``: no temporary file, and no serialized copy in memory (pyarrow's buffers are read
+    where they are; the batches of a ``RecordBatchReader`` are held in memory until the file is
+    written, as its size must be known first). Guests read it zero-copy
     (``arrow-agg``, the ``sql`` guest); pandas reads it back with ``pandas.read_feather`` on a
     mount, or ``pyarrow.ipc.open_file(famfs.open(path))`` here. Returns the file's size.
 
@@ -198,13 +205,11 @@ def write_feather(table: Any, famfs: Union[Famfs, PathLike], path: str, *, mode:
     """
     if not isinstance(famfs, Famfs):
         famfs = Famfs(famfs)
-    if not hasattr(table, "__arrow_c_stream__"):
-        try:
-            import pandas
-        except ImportError:
-            pandas = None
-        if pandas is not None and isinstance(table, pandas.DataFrame):
-            import pyarrow
+    # Before the generic protocol: pandas DataFrames have __arrow_c_stream__ too (pandas 2.2+),
+    # which would ignore preserve_index.
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(table, pandas.DataFrame):
+        import pyarrow
 
-            table = pyarrow.Table.from_pandas(table, preserve_index=preserve_index)
+        table = pyarrow.Table.from_pandas(table, preserve_index=preserve_index)
     return famfs.write_arrow(table, path, mode=mode, uid=uid, gid=gid)

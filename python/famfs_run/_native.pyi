@@ -39,7 +39,8 @@ class Outcome:
     def metrics(self) -> Dict[str, Any]:
         """wall_ms, instantiate_ms, run_ms, fuel_used, bytes_mapped, peak_memory, output_dropped."""
     def check(self) -> "Outcome":
-        """self if the exit code is 0, else raises ExitStatusError."""
+        """self if the exit code is 0 and no output was dropped; else raises ExitStatusError, or
+        GuestError (kind "output-dropped")."""
     def arrow(self) -> Any:
         """The Arrow IPC output as a pyarrow.Table, without a copy."""
 

@@ -93,7 +93,9 @@ pub fn run_error(e: &RunError) -> PyErr {
         RunError::Cancelled => Cancelled::new_err(message),
         RunError::Timeout { .. } => Timeout::new_err(message),
         RunError::FuelExhausted { .. } => FuelExhausted::new_err(message),
-        RunError::MemoryLimit { .. } => MemoryLimit::new_err(message),
+        RunError::MemoryLimit { limit, requested } => MemoryLimit::new_err(format!(
+            "the guest hit its memory limit of {limit} bytes (it asked for {requested}); raise max_memory= or map smaller windows"
+        )),
         RunError::StackOverflow => StackOverflow::new_err(message),
         RunError::Media(_) => MediaError::new_err(message),
         RunError::Trap { .. } => Trap::new_err(message),

@@ -205,8 +205,12 @@ impl Famfs {
     ) -> PyResult<()> {
         let p = rel(path)?;
         let a = attrs(mode, uid, gid);
-        let mut w = self.writer()?;
-        py.detach(move || if parents { w.mkdir_all(&p, a).map(|_| ()) } else { w.mkdir(&p, a) }).map_err(famfs_error)
+        // The writer (its lock, which may be waited for, and the log replay) is taken and let
+        // go with the GIL released.
+        py.detach(move || {
+            let mut w = self.writer()?;
+            if parents { w.mkdir_all(&p, a).map(|_| ()) } else { w.mkdir(&p, a) }.map_err(famfs_error)
+        })
     }
 
     /// Copies the host file `src` into the famfs as `dest` (a new file; famfs files are never
@@ -234,10 +238,12 @@ impl Famfs {
         }
         let p = rel(dest)?;
         let a = attrs(mode.unwrap_or(meta.permissions().mode() & 0o777), uid, gid);
-        let mut w = self.writer()?;
-        py.detach(move || w.create_file(&p, Source::File(&file), meta.len(), a, Layout::Simple, &mut |_| {}))
-            .map(|_| ())
-            .map_err(famfs_error)
+        py.detach(move || {
+            let mut w = self.writer()?;
+            w.create_file(&p, Source::File(&file), meta.len(), a, Layout::Simple, &mut |_| {})
+                .map(|_| ())
+                .map_err(famfs_error)
+        })
     }
 
     /// Checks the file system: a dict with `clean`, `exit_code` (0 clean, 1 problems, 2

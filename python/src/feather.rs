@@ -83,8 +83,10 @@ pub fn write_arrow(
     attrs: Attrs,
 ) -> PyResult<u64> {
     let (schema, batches) = import_stream(table)?;
-    let mut writer = famfs.writer()?;
+    // The writer (its lock, which may be waited for, and the log replay) is taken and let go
+    // with the GIL released.
     let written = py.detach(|| {
+        let mut writer = famfs.writer()?;
         let mut counter = Counter(0);
         write_ipc(&mut counter, &schema, &batches).map_err(|e| famfs_error(format!("cannot write '{path}': {e}")))?;
         let size = counter.0;

@@ -37,6 +37,10 @@ const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 #[pyclass(module = "famfs_run", frozen)]
 pub struct Runtime {
     inner: famfs_runtime::Runtime,
+    /// Tells this runtime's programs from other runtimes' (whose engines they cannot run on).
+    id: u64,
+    /// Whether the engine counts fuel (so `fuel=` budgets can be given).
+    fuel: bool,
     max_concurrency: usize,
     /// Opened sources by (is_mount, path): a famfs log is replayed once, and again only when it
     /// changed, not at every invocation.
@@ -48,6 +52,8 @@ pub struct Runtime {
 pub struct Program {
     program: Arc<famfs_runtime::Program>,
     name: String,
+    /// The `Runtime` that compiled it.
+    runtime_id: u64,
 }
 
 /// What one command invocation came to: its exit code, captured output and metrics.
@@ -169,6 +175,9 @@ impl Runtime {
         }
         inv.entry = entry;
         inv.limits = limits.over(self.inner.limits())?;
+        if inv.limits.fuel.is_some() && !self.fuel {
+            return Err(PyValueError::new_err("fuel= needs a runtime that counts fuel: famfs_run.Runtime(fuel=True)"));
+        }
         inv.stdio = Stdio::Capture;
         Ok(inv)
     }
@@ -177,6 +186,10 @@ impl Runtime {
     /// when `component`).
     fn program(&self, py: Python<'_>, program: &Bound<'_, PyAny>, component: bool) -> PyResult<Py<Program>> {
         match program.cast::<Program>() {
+            Ok(p) if p.get().runtime_id != self.id => Err(PyValueError::new_err(format!(
+                "{} was loaded by another Runtime; load it with this one (compiled code belongs to its runtime's engine)",
+                p.get().name
+            ))),
             Ok(p) => Ok(p.clone().unbind()),
             Err(_) => Py::new(py, self.load_guest(py, program, component, None)?),
         }
@@ -196,7 +209,7 @@ impl Runtime {
             }
             let bytes = bytes.as_bytes().to_vec();
             let program = py.detach(move || rt.load(&bytes, component)).map_err(|e| errors::run_error(&e))?;
-            return Ok(Program { program, name: "guest.wasm".into() });
+            return Ok(Program { program, name: "guest.wasm".into(), runtime_id: self.id });
         }
         let path: PathBuf = guest
             .extract()
@@ -204,7 +217,7 @@ impl Runtime {
         let name = path.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
         let sha = sha256.map(str::to_string);
         let program = py.detach(move || rt.load_file(&path, sha.as_deref(), component)).map_err(errors::embed_error)?;
-        Ok(Program { program, name })
+        Ok(Program { program, name, runtime_id: self.id })
     }
 
     /// Runs `inv` with the GIL released; a failure raises its exception, with the captured
@@ -217,29 +230,27 @@ impl Runtime {
         let cancel = Cancel::new();
         inv.cancel = Some(cancel.clone());
         // Wait with the GIL released, taking it back every SIGNAL_CHECK to run Python's signal
-        // handlers: Ctrl-C (KeyboardInterrupt, or whatever a handler raises) cancels the guest
-        // within an epoch tick, and the exception is raised once the guest is gone.
-        let (outcome, interrupted) = py.detach(move || {
+        // handlers: when one raises (Ctrl-C: KeyboardInterrupt), the invocation is dropped,
+        // which cancels it (the guest stops within an epoch tick, or never starts if it was
+        // still waiting for a slot), and the exception is raised at once.
+        let waited = py.detach(move || {
             tokio_runtime().block_on(async move {
                 let run = rt.invoke(&compiled, inv);
                 tokio::pin!(run);
-                let mut interrupted: Option<PyErr> = None;
                 loop {
                     tokio::select! {
-                        outcome = &mut run => break (outcome, interrupted),
-                        _ = tokio::time::sleep(SIGNAL_CHECK), if interrupted.is_none() => {
+                        outcome = &mut run => break Ok(outcome),
+                        _ = tokio::time::sleep(SIGNAL_CHECK) => {
                             if let Err(e) = Python::attach(|py| py.check_signals()) {
                                 cancel.cancel();
-                                interrupted = Some(e);
+                                break Err(e);
                             }
                         }
                     }
                 }
             })
         });
-        if let Some(e) = interrupted {
-            return Err(e);
-        }
+        let outcome = waited?;
         let stdout = outcome.stdout.unwrap_or_default();
         let stderr = outcome.stderr.unwrap_or_default();
         match outcome.result {
@@ -318,9 +329,11 @@ impl Runtime {
         if let Some(dir) = cache_dir {
             builder = builder.cache_dir(dir);
         }
-        let inner = py.detach(move || builder.build()).map_err(errors::embed_error)?;
+        let inner = py.detach(move || builder.build()).map_err(|e| errors::SetupError::new_err(e.to_string()))?;
         let max_concurrency = inner.available_slots();
-        Ok(Runtime { inner, max_concurrency, catalogs: Mutex::new(HashMap::new()) })
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Runtime { inner, id, fuel, max_concurrency, catalogs: Mutex::new(HashMap::new()) })
     }
 
     /// Compiles a guest (a path, or the module's bytes) once; later loads of the same bytes
@@ -434,7 +447,7 @@ impl Runtime {
         let mut inv = m.invocation(self.inner.limits(), input).map_err(errors::manifest_error)?;
         inv.args.extend(args.unwrap_or_default());
         inv.stdio = Stdio::Capture;
-        self.execute(py, &Program { program, name }, inv)
+        self.execute(py, &Program { program, name, runtime_id: self.id }, inv)
     }
 
     /// The most invocations that run at once.
@@ -483,6 +496,23 @@ impl Program {
     }
 }
 
+impl Outcome {
+    /// Fails when output past `max_output` was dropped: what was kept is not the whole result.
+    fn complete(&self) -> PyResult<()> {
+        match self.metrics.output_dropped {
+            0 => Ok(()),
+            n => {
+                let err = errors::GuestError::new_err(format!(
+                    "{} wrote more than max_output allows: {n} bytes of its output were dropped; raise max_output=",
+                    self.program
+                ));
+                Python::attach(|py| err.value(py).setattr("kind", "output-dropped"))?;
+                Err(err)
+            }
+        }
+    }
+}
+
 #[pymethods]
 impl Outcome {
     /// The guest's exit code (0 when `main` returned).
@@ -528,10 +558,12 @@ impl Outcome {
         convert::to_py(py, &self.metrics)
     }
 
-    /// Returns self if the guest exited with 0, else raises `ExitStatusError` with the last
-    /// line of its standard error.
+    /// Returns self if the guest exited with 0 and all its output was kept; raises
+    /// `ExitStatusError` (with the last line of its standard error) for another exit code, and
+    /// `GuestError` (kind "output-dropped") when output past `max_output` was dropped.
     fn check(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
         let me = slf.get();
+        me.complete()?;
         if me.exit_code == 0 {
             return Ok(slf);
         }
@@ -556,6 +588,7 @@ impl Outcome {
     fn arrow<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let me = slf.get();
+        me.complete()?;
         if me.stdout.is_empty() {
             return Err(PyValueError::new_err(format!(
                 "{} wrote nothing to standard output; run it with its Arrow output option",

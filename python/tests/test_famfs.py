@@ -60,11 +60,14 @@ def test_recursive_cp_copies_a_tree_and_skips_empty_files(image, tmp_path):
     fs = famfs_run.Famfs(image)
     with pytest.raises(IsADirectoryError, match="recursive=True"):
         fs.cp(tree, "copy")
+    (tree / "x" / "link-to-y").symlink_to(tree / "x" / "y")
     fs.cp(tree, "copy", recursive=True)
     assert fs.cat("copy/top.txt") == b"top\n"
     assert fs.cat("copy/x/mid.txt") == b"middle\n"
     assert fs.cat("copy/x/y/deep.txt") == b"deep\n"
-    assert [e["name"] for e in fs.ls("copy/x")] == ["mid.txt", "y"]
+    assert [e["name"] for e in fs.ls("copy/x")] == ["mid.txt", "y"]  # no empty file, no link
+    fs.cp(tree / "x", "/", recursive=True)  # into the root
+    assert fs.cat("mid.txt") == b"middle\n" and fs.cat("y/deep.txt") == b"deep\n"
 
 
 def test_refusals_are_clear_and_change_nothing(image, tmp_path, monkeypatch):
@@ -152,6 +155,13 @@ def test_write_feather_takes_tables_and_readers_and_refuses_other_things(image):
     fs.write_feather(table, "t.arrow")
     reader = pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=100))
     famfs_run.write_feather(reader, image, "r.arrow")
+    # A pandas index is kept or dropped as asked.
+    indexed = pd.DataFrame({"v": [1.0, 2.0]}, index=pd.Index(["a", "b"], name="key"))
+    famfs_run.write_feather(indexed, fs, "kept.arrow", preserve_index=True)
+    famfs_run.write_feather(indexed, fs, "dropped.arrow", preserve_index=False)
+    kept = pa.ipc.open_file(pa.py_buffer(fs.open("kept.arrow"))).read_all()
+    dropped = pa.ipc.open_file(pa.py_buffer(fs.open("dropped.arrow"))).read_all()
+    assert kept.column_names == ["v", "key"] and dropped.column_names == ["v"]
     for name in ["t.arrow", "r.arrow"]:
         assert pa.ipc.open_file(pa.py_buffer(fs.open(name))).read_all().equals(table)
     before = image.read_bytes()
