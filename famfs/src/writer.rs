@@ -30,6 +30,18 @@ pub struct Attrs {
     pub gid: u32,
 }
 
+impl Attrs {
+    /// `mode`, owned by `uid` and `gid`, each defaulting to the caller's effective id (what
+    /// `famfsctl mkdir`/`cp` and the Python package give new files and directories).
+    pub fn owned_by(mode: u32, uid: Option<u32>, gid: Option<u32>) -> Attrs {
+        Attrs {
+            mode,
+            uid: uid.unwrap_or_else(|| rustix::process::geteuid().as_raw()),
+            gid: gid.unwrap_or_else(|| rustix::process::getegid().as_raw()),
+        }
+    }
+}
+
 /// Where a new file's bytes come from.
 #[derive(Clone, Copy, Debug)]
 pub enum Source<'a> {

@@ -121,18 +121,11 @@ async def run_async(runtime: Runtime, program: Any, args: Optional[list] = None,
 class Famfs(_native.Famfs):
     """A famfs file system on an image file or dax device.
 
-    ``Famfs(path)`` opens an existing one read-only; :meth:`Famfs.mkfs` makes one. Reads
+    ``Famfs(path)`` opens an existing one read-only; ``Famfs.mkfs(path, size="1G")`` makes one
+    (an image file is created or resized; ``force=True`` overwrites a famfs) and opens it. Reads
     (:meth:`ls`, :meth:`stat`, :meth:`cat`, :meth:`open`) see files other processes add;
     writes (:meth:`mkdir`, :meth:`cp`, :func:`write_feather`) need this host to be the master.
     """
-
-    @staticmethod
-    def mkfs(device: PathLike, *, size: Union[int, str, None] = None, log_len: Union[int, str, None] = None,
-             format_version: int = 48, force: bool = False) -> "Famfs":
-        """Makes a famfs on ``device`` (an image file is created or resized to ``size``, e.g.
-        ``"1G"``) and opens it. Refuses to overwrite a famfs unless ``force``."""
-        _native.Famfs.mkfs(device, size=size, log_len=log_len, format_version=format_version, force=force)
-        return Famfs(device)
 
     def open(self, path: str) -> memoryview:
         """A read-only memoryview over the file's bytes, mapped from the image (no copy).

@@ -117,15 +117,17 @@ class Famfs:
     """A famfs on an image file or dax device."""
 
     def __init__(self, device: _Path) -> None: ...
-    @staticmethod
+    @classmethod
     def mkfs(
+        cls,
         device: _Path,
         *,
         size: Optional[_Size] = None,
         log_len: Optional[_Size] = None,
         format_version: int = 48,
         force: bool = False,
-    ) -> "Famfs": ...
+    ) -> "Famfs":
+        """Makes a famfs on ``device`` and opens it as an instance of ``cls``."""
     @property
     def device(self) -> str: ...
     def ls(self, path: str = "/") -> List[Dict[str, Any]]: ...

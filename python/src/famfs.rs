@@ -8,7 +8,7 @@ use crate::errors::famfs_error;
 use famfs::{Attrs, FormatVersion, Layout, Lookup, MkfsOptions, RelPath, Source, SystemIdentity, Writer};
 use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyNotADirectoryError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyType};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -48,15 +48,6 @@ pub fn rel(path: &str) -> PyResult<RelPath> {
     RelPath::parse(path.trim_start_matches('/')).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-/// Owner and mode for a new file or directory: the caller's effective ids by default.
-pub fn attrs(mode: u32, uid: Option<u32>, gid: Option<u32>) -> Attrs {
-    Attrs {
-        mode,
-        uid: uid.unwrap_or_else(|| rustix::process::geteuid().as_raw()),
-        gid: gid.unwrap_or_else(|| rustix::process::getegid().as_raw()),
-    }
-}
-
 fn not_found(fs: &famfs::Famfs, path: &str, e: famfs::LookupError) -> PyErr {
     match e {
         famfs::LookupError::NotFound(_) => PyFileNotFoundError::new_err(format!(
@@ -78,19 +69,21 @@ impl Famfs {
         Ok(Famfs { device, fs: Mutex::new(Arc::new(fs)) })
     }
 
-    /// Makes a famfs on `device`: an image file is created or resized to `size` (bytes or
-    /// "4G"; a multiple of 2 MiB). Refuses to overwrite a famfs unless `force`. This host
-    /// becomes the master (its system UUID is created if missing).
-    #[staticmethod]
+    /// Makes a famfs on `device` and opens it (as an instance of the class it is called on):
+    /// an image file is created or resized to `size` (bytes or "4G"; a multiple of 2 MiB).
+    /// Refuses to overwrite a famfs unless `force`. This host becomes the master (its system
+    /// UUID is created if missing).
+    #[classmethod]
     #[pyo3(signature = (device, *, size=None, log_len=None, format_version=48, force=false))]
-    fn mkfs(
-        py: Python<'_>,
+    fn mkfs<'py>(
+        cls: &Bound<'py, PyType>,
         device: PathBuf,
         size: Option<&Bound<'_, PyAny>>,
         log_len: Option<&Bound<'_, PyAny>>,
         format_version: u64,
         force: bool,
-    ) -> PyResult<Famfs> {
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = cls.py();
         let mut opts = MkfsOptions { force, ..MkfsOptions::default() };
         if let Some(s) = size {
             opts.size = Some(convert::size(s, "size")?);
@@ -103,7 +96,7 @@ impl Famfs {
         let id = SystemIdentity::from_env(true).map_err(famfs_error)?;
         let d = device.clone();
         py.detach(move || famfs::mkfs(&d, &opts, &id)).map_err(famfs_error)?;
-        Famfs::new(py, device)
+        cls.call1((device,))
     }
 
     /// The device path.
@@ -204,7 +197,7 @@ impl Famfs {
         gid: Option<u32>,
     ) -> PyResult<()> {
         let p = rel(path)?;
-        let a = attrs(mode, uid, gid);
+        let a = Attrs::owned_by(mode, uid, gid);
         // The writer (its lock, which may be waited for, and the log replay) is taken and let
         // go with the GIL released.
         py.detach(move || {
@@ -237,7 +230,7 @@ impl Famfs {
             )));
         }
         let p = rel(dest)?;
-        let a = attrs(mode.unwrap_or(meta.permissions().mode() & 0o777), uid, gid);
+        let a = Attrs::owned_by(mode.unwrap_or(meta.permissions().mode() & 0o777), uid, gid);
         py.detach(move || {
             let mut w = self.writer()?;
             w.create_file(&p, Source::File(&file), meta.len(), a, Layout::Simple, &mut |_| {})
@@ -269,7 +262,7 @@ impl Famfs {
         uid: Option<u32>,
         gid: Option<u32>,
     ) -> PyResult<u64> {
-        crate::feather::write_arrow(py, self, table, &rel(path)?, attrs(mode, uid, gid))
+        crate::feather::write_arrow(py, self, table, &rel(path)?, Attrs::owned_by(mode, uid, gid))
     }
 
     fn __repr__(&self) -> String {

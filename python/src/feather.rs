@@ -64,7 +64,10 @@ fn import_stream(table: &Bound<'_, PyAny>) -> PyResult<(Schema, Vec<RecordBatch>
     // means it holds a valid `ArrowArrayStream` that the consumer may move out of; `from_raw`
     // moves it and leaves a released (empty) stream behind, so the capsule's destructor, which
     // releases only unreleased streams, does not release it twice. The capsule stays alive
-    // (`capsule` is borrowed) for the duration of the move.
+    // (`capsule` is borrowed) for the duration of the move. The object comes from the calling
+    // Python code, which is trusted as any code in this process is (guests never reach here);
+    // one that names a capsule so without holding a stream could corrupt the process as
+    // surely as through ctypes.
     let reader = unsafe { RecordBatchStreamReader::from_raw(stream.as_ptr().cast::<FFI_ArrowArrayStream>()) }
         .map_err(|e| PyValueError::new_err(format!("cannot read the Arrow stream: {e}")))?;
     let schema = reader.schema();

@@ -498,7 +498,7 @@ impl Program {
 
 impl Outcome {
     /// Fails when output past `max_output` was dropped: what was kept is not the whole result.
-    fn complete(&self) -> PyResult<()> {
+    fn complete(&self, py: Python<'_>) -> PyResult<()> {
         match self.metrics.output_dropped {
             0 => Ok(()),
             n => {
@@ -506,7 +506,7 @@ impl Outcome {
                     "{} wrote more than max_output allows: {n} bytes of its output were dropped; raise max_output=",
                     self.program
                 ));
-                Python::attach(|py| err.value(py).setattr("kind", "output-dropped"))?;
+                err.value(py).setattr("kind", "output-dropped")?;
                 Err(err)
             }
         }
@@ -563,7 +563,7 @@ impl Outcome {
     /// `GuestError` (kind "output-dropped") when output past `max_output` was dropped.
     fn check(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
         let me = slf.get();
-        me.complete()?;
+        me.complete(slf.py())?;
         if me.exit_code == 0 {
             return Ok(slf);
         }
@@ -588,7 +588,7 @@ impl Outcome {
     fn arrow<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let me = slf.get();
-        me.complete()?;
+        me.complete(py)?;
         if me.stdout.is_empty() {
             return Err(PyValueError::new_err(format!(
                 "{} wrote nothing to standard output; run it with its Arrow output option",

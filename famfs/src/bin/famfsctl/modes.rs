@@ -43,11 +43,7 @@ pub struct Owner {
 impl Owner {
     /// Attributes with `mode` and these owners.
     pub fn attrs(&self, mode: u32) -> Attrs {
-        Attrs {
-            mode,
-            uid: self.uid.unwrap_or_else(|| rustix::process::geteuid().as_raw()),
-            gid: self.gid.unwrap_or_else(|| rustix::process::getegid().as_raw()),
-        }
+        Attrs::owned_by(mode, self.uid, self.gid)
     }
 }
 
