@@ -183,16 +183,15 @@ fn prepare_flags(cli: Cli) -> Result<Prepared> {
     for d in &cli.datasets {
         catalog.grant(d)?;
     }
-    let mut dir_holder = Invocation::new("");
+    let argv0 = module.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
+    let mut inv = Invocation::new(argv0);
     for spec in &cli.dirs {
         let (guest, path) = spec
             .split_once('=')
             .with_context(|| format!("--dir '{spec}' must look like GUEST=PATH, e.g. /data=datasets"))?;
-        dir_holder
-            .add_dir(guest, path, cli.mount.as_deref(), cli.device.is_some())
+        inv.add_dir(guest, path, cli.mount.as_deref(), cli.device.is_some())
             .map_err(|e| anyhow::anyhow!("--dir '{spec}': {e}"))?;
     }
-    let (dirs, famfs_dirs) = (dir_holder.dirs, dir_holder.famfs_dirs);
     let entry = match (&cli.invoke, &cli.input) {
         (Some(name), Some(input)) if name == "handle" => Entry::Handle { input: read_input(input)? },
         (Some(name), _) => {
@@ -212,29 +211,22 @@ fn prepare_flags(cli: Cli) -> Result<Prepared> {
     let started = std::time::Instant::now();
     let runtime = runtime(cli.fuel.is_some(), cli.cache_dir.as_deref())?;
     // Core modules that need what only components have are adapted at load time.
-    let as_component = matches!(entry, Entry::Handle { .. }) || !famfs_dirs.is_empty();
+    let as_component = matches!(entry, Entry::Handle { .. }) || !inv.famfs_dirs.is_empty();
     let program = runtime.load_file(&module, None, as_component)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(kind = ?program.kind(), compile_ms, "loaded {}", module.display());
-    let argv0 = module.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
-    let inv = Invocation {
-        program: argv0,
-        args: cli.args.clone(),
-        env,
-        catalog,
-        dirs,
-        famfs_dirs,
-        entry,
-        limits: Limits {
-            timeout: cli.timeout,
-            fuel: cli.fuel,
-            max_memory: cli.max_memory,
-            map_technique: cli.map_technique,
-            ..Limits::default()
-        },
-        stdio: if cli.json { Stdio::Capture } else { Stdio::Inherit },
-        cancel: None,
+    inv.args = cli.args.clone();
+    inv.env = env;
+    inv.catalog = catalog;
+    inv.entry = entry;
+    inv.limits = Limits {
+        timeout: cli.timeout,
+        fuel: cli.fuel,
+        max_memory: cli.max_memory,
+        map_technique: cli.map_technique,
+        ..Limits::default()
     };
+    inv.stdio = if cli.json { Stdio::Capture } else { Stdio::Inherit };
     Ok(Prepared { runtime, program, inv, compile_ms })
 }
 
