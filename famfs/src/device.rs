@@ -83,6 +83,16 @@ pub enum DeviceError {
         /// Device size.
         size: u64,
     },
+    /// The dax device is bound to the famfs file-system driver, which refuses raw maps of it.
+    #[error(
+        "{path} is bound to the famfs file-system driver ({driver}, daxctl mode famfs), which does not allow mapping the device itself: use the famfs mount instead (--mount DIR), or rebind it with `daxctl reconfigure-device --mode=devdax`"
+    )]
+    FamfsMode {
+        /// Device path.
+        path: PathBuf,
+        /// The driver bound to it.
+        driver: String,
+    },
     /// An I/O error on the device.
     #[error("{op} {path} at offset {offset:#x}: {cause}")]
     Io {
@@ -119,6 +129,9 @@ pub struct Device {
     size: u64,
     kind: DeviceKind,
     access: Access,
+    /// Offsets and lengths of its memory maps must be multiples of this: the host page, or a
+    /// dax device's alignment.
+    map_align: u64,
     map: Option<MappedDevice>,
 }
 
@@ -129,6 +142,7 @@ impl std::fmt::Debug for Device {
             .field("size", &self.size)
             .field("kind", &self.kind)
             .field("access", &self.access)
+            .field("map_align", &self.map_align)
             .field("mapped", &self.map.is_some())
             .finish()
     }
@@ -160,26 +174,34 @@ impl Device {
         let meta =
             file.metadata().map_err(|cause| DeviceError::Io { op: "stat", path: path.clone(), offset: 0, cause })?;
         let ft = meta.file_type();
-        let (kind, size) = if ft.is_file() {
-            (DeviceKind::Image, meta.len())
-        } else if ft.is_block_device() {
-            let size = std::io::Seek::seek(&mut &file, io::SeekFrom::End(0)).map_err(|cause| DeviceError::Io {
-                op: "seek to the end of",
-                path: path.clone(),
-                offset: 0,
-                cause,
-            })?;
-            (DeviceKind::Block, size)
-        } else if ft.is_char_device() {
-            let rdev = meta.rdev();
-            let size = dax_size(Path::new("/sys"), rustix::fs::major(rdev), rustix::fs::minor(rdev))
-                .map_err(|(sysfs, cause)| DeviceError::DaxSize { path: path.clone(), sysfs, cause })?;
-            (DeviceKind::Dax, size)
-        } else if ft.is_dir() {
-            return Err(DeviceError::Unsupported { path, what: "directory" });
-        } else {
-            return Err(DeviceError::Unsupported { path, what: "special file" });
-        };
+        let page = rustix::param::page_size() as u64;
+        let (kind, size, map_align) =
+            if ft.is_file() {
+                (DeviceKind::Image, meta.len(), page)
+            } else if ft.is_block_device() {
+                let size = std::io::Seek::seek(&mut &file, io::SeekFrom::End(0)).map_err(|cause| DeviceError::Io {
+                    op: "seek to the end of",
+                    path: path.clone(),
+                    offset: 0,
+                    cause,
+                })?;
+                (DeviceKind::Block, size, page)
+            } else if ft.is_char_device() {
+                let rdev = meta.rdev();
+                let (major, minor) = (rustix::fs::major(rdev), rustix::fs::minor(rdev));
+                let size = dax_size(Path::new("/sys"), major, minor)
+                    .map_err(|(sysfs, cause)| DeviceError::DaxSize { path: path.clone(), sysfs, cause })?;
+                if let Some(driver) =
+                    dax_driver(Path::new("/sys"), major, minor).filter(|d| FAMFS_DRIVERS.contains(&d.as_str()))
+                {
+                    return Err(DeviceError::FamfsMode { path, driver });
+                }
+                (DeviceKind::Dax, size, dax_align(Path::new("/sys"), major, minor).max(page))
+            } else if ft.is_dir() {
+                return Err(DeviceError::Unsupported { path, what: "directory" });
+            } else {
+                return Err(DeviceError::Unsupported { path, what: "special file" });
+            };
         let map = if kind == DeviceKind::Dax || mode == IoMode::Mapped {
             // SAFETY: a character device's size cannot change while it is open; for a regular
             // file the caller chose `IoMode::Mapped` and with it the promise not to truncate it
@@ -191,7 +213,14 @@ impl Device {
         } else {
             None
         };
-        Ok(Device { file, path, size, kind, access, map })
+        Ok(Device { file, path, size, kind, access, map_align, map })
+    }
+
+    /// What offsets and lengths of a memory map of this device must be multiples of: the host
+    /// page for files and block devices, the alignment of a dax device (2 MiB typically, 1 GiB
+    /// possible), which refuses any other `mmap`.
+    pub fn map_align(&self) -> u64 {
+        self.map_align
     }
 
     /// The path the device was opened by.
@@ -332,6 +361,32 @@ impl Device {
 /// How long [`Device::lock_exclusive`] waits for a lock held elsewhere.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Drivers that bind a dax device to the famfs file system (daxctl's `famfs` mode); the device
+/// then refuses `mmap` of its character device.
+const FAMFS_DRIVERS: [&str; 1] = ["fsdev_dax"];
+
+/// The driver bound to dax device `major:minor`: the name `<sysfs>/dev/char/MAJ:MIN/driver`
+/// links to (`device_dax`, `kmem`, `fsdev_dax`), if any.
+pub(crate) fn dax_driver(sysfs: &Path, major: u32, minor: u32) -> Option<String> {
+    let link = std::fs::read_link(sysfs.join(format!("dev/char/{major}:{minor}/driver"))).ok()?;
+    link.file_name()?.to_str().map(str::to_string)
+}
+
+/// The mapping alignment of dax device `major:minor`: `<sysfs>/dev/char/MAJ:MIN/align` (Linux
+/// 5.10 on), else its region's `dax_region/align`, else 2 MiB, the alignment of every device-dax
+/// whose kernel predates the attribute (a larger one would then refuse our maps with `EINVAL`,
+/// which the mapper reports).
+pub(crate) fn dax_align(sysfs: &Path, major: u32, minor: u32) -> u64 {
+    let dir = sysfs.join(format!("dev/char/{major}:{minor}"));
+    ["align", "dax_region/align"]
+        .iter()
+        .find_map(|attr| {
+            let text = std::fs::read_to_string(dir.join(attr)).ok()?;
+            text.trim().parse::<u64>().ok().filter(|a| a.is_power_of_two())
+        })
+        .unwrap_or(2 << 20)
+}
+
 /// Size of dax device `major:minor` from `<sysfs>/dev/char/MAJ:MIN/size`, after checking the
 /// device belongs to the dax subsystem.
 pub(crate) fn dax_size(sysfs: &Path, major: u32, minor: u32) -> Result<u64, (PathBuf, io::Error)> {
@@ -363,6 +418,37 @@ mod tests {
         assert_eq!(dax_size(t.path(), 251, 3).unwrap(), 64 << 30);
         std::fs::write(dir.join("size"), "lots\n").unwrap();
         assert!(dax_size(t.path(), 251, 3).unwrap_err().1.to_string().contains("not a size"));
+    }
+
+    #[test]
+    fn dax_align_reads_the_device_then_its_region() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("dev/char/251:4");
+        std::fs::create_dir_all(dir.join("dax_region")).unwrap();
+        // No attribute at all (an old kernel): the 2 MiB every such device had.
+        assert_eq!(dax_align(t.path(), 251, 4), 2 << 20);
+        std::fs::write(dir.join("dax_region/align"), "1073741824\n").unwrap();
+        assert_eq!(dax_align(t.path(), 251, 4), 1 << 30);
+        std::fs::write(dir.join("align"), "2097152\n").unwrap();
+        assert_eq!(dax_align(t.path(), 251, 4), 2 << 20);
+        // Nonsense is not trusted: the region's value is used instead.
+        std::fs::write(dir.join("align"), "3000\n").unwrap();
+        assert_eq!(dax_align(t.path(), 251, 4), 1 << 30);
+    }
+
+    #[test]
+    fn the_driver_bound_is_read_from_sysfs() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("dev/char/251:5");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(dax_driver(t.path(), 251, 5), None);
+        let drivers = t.path().join("bus/dax/drivers");
+        std::fs::create_dir_all(drivers.join("fsdev_dax")).unwrap();
+        std::os::unix::fs::symlink(drivers.join("fsdev_dax"), dir.join("driver")).unwrap();
+        let driver = dax_driver(t.path(), 251, 5).unwrap();
+        assert!(FAMFS_DRIVERS.contains(&driver.as_str()));
+        let e = DeviceError::FamfsMode { path: "/dev/dax0.0".into(), driver };
+        assert!(e.to_string().contains("--mount"), "{e}");
     }
 
     #[test]

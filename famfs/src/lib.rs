@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod alloc;
+mod cache;
 mod codec;
 mod device;
 mod error;

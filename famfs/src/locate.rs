@@ -5,8 +5,9 @@
 //! be named by:
 //!
 //! - `tag:UUID`: the device whose famfs superblock carries that device UUID (`ts_dev_uuid`, the
-//!   field meant to become the DCD tag), or whose sysfs `tag` attribute
-//!   (`/sys/dev/char/MAJ:MIN/tag`) says so where the kernel exposes one;
+//!   field meant to become the DCD tag), or whose sysfs tag says so where the kernel exposes
+//!   one: `/sys/bus/dax/devices/daxX.Y/uuid` as the dynamic-capacity patches propose it, else
+//!   `/sys/dev/char/MAJ:MIN/tag`;
 //! - `uuid:UUID`: the device whose famfs file-system UUID (`ts_uuid`) it is;
 //! - anything else: a path, as before.
 //!
@@ -163,7 +164,10 @@ impl Locator {
         all
     }
 
-    /// The sysfs `tag` of a dax character device, where the kernel exposes one.
+    /// The tag of a dax character device, where the kernel exposes one: the proposed
+    /// dynamic-capacity ABI's `/sys/bus/dax/devices/daxX.Y/uuid` (daxX.Y being the kernel's name
+    /// of the device, where `/sys/dev/char/MAJ:MIN` points), else the older `tag` attribute of
+    /// `/sys/dev/char/MAJ:MIN`. An all-zero UUID is an untagged device.
     fn sysfs_tag(&self, path: &Path) -> Option<Uuid> {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let meta = std::fs::metadata(path).ok()?;
@@ -171,8 +175,13 @@ impl Locator {
             return None;
         }
         let (major, minor) = (rustix::fs::major(meta.rdev()), rustix::fs::minor(meta.rdev()));
-        let text = std::fs::read_to_string(self.sysfs.join(format!("dev/char/{major}:{minor}/tag"))).ok()?;
-        text.trim().parse().ok()
+        let by_number = self.sysfs.join(format!("dev/char/{major}:{minor}"));
+        let name = std::fs::read_link(&by_number).ok().and_then(|t| t.file_name().map(|n| n.to_owned()));
+        let proposed = name.map(|n| self.sysfs.join("bus/dax/devices").join(n).join("uuid"));
+        proposed.into_iter().chain([by_number.join("tag")]).find_map(|p| {
+            let uuid: Uuid = std::fs::read_to_string(p).ok()?.trim().parse().ok()?;
+            (!uuid.is_nil()).then_some(uuid)
+        })
     }
 }
 

@@ -29,6 +29,9 @@ use std::os::fd::AsFd;
 pub(crate) struct MappedDevice {
     map: memmap2::MmapRaw,
     len: u64,
+    /// A regular file's page cache is made durable with `msync`; a dax character device has
+    /// none (and refuses `msync` with `EINVAL`): the CPU cache write-back is all there is.
+    page_cache: bool,
 }
 
 impl MappedDevice {
@@ -37,7 +40,8 @@ impl MappedDevice {
     /// # Safety
     /// The caller promises that the file stays at least `len` bytes long while the map lives
     /// (true of device files), and accepts that other processes may change the bytes at any time
-    /// (every access below copies, so no Rust reference ever observes a change).
+    /// (every access below copies, so no Rust reference ever observes a change). `len` must be
+    /// a multiple of a dax device's alignment (a device's size always is).
     pub(crate) unsafe fn new(file: &File, len: u64, writable: bool) -> io::Result<MappedDevice> {
         let size = usize::try_from(len).map_err(|_| io::Error::other("device larger than the address space"))?;
         let opts = {
@@ -46,7 +50,8 @@ impl MappedDevice {
             o
         };
         let map = if writable { opts.map_raw(file)? } else { opts.map_raw_read_only(file)? };
-        Ok(MappedDevice { map, len })
+        let page_cache = file.metadata()?.is_file();
+        Ok(MappedDevice { map, len, page_cache })
     }
 
     fn check(&self, off: u64, n: usize) -> io::Result<usize> {
@@ -106,25 +111,22 @@ impl MappedDevice {
         Ok(rustix::io::pread(src.as_fd(), dst, src_off)?)
     }
 
-    /// Writes back (and invalidates) the CPU cache lines of a range, then makes it durable
-    /// as the file system requires. On device-dax the cache flush is what makes stores
-    /// visible to other hosts; on a mapped regular file `msync` does.
+    /// Makes stores to a range visible to other hosts and durable: the CPU cache lines are
+    /// written back and fenced ([`crate::cache::write_back`]), which on device-dax is all
+    /// there is (it has no `msync`); a mapped regular file is then `msync`ed too.
     pub(crate) fn flush(&self, off: u64, len: u64) -> io::Result<()> {
         let start = self.check(off, len as usize)?;
-        flush_cache_lines(
-            // SAFETY: `start` is inside the mapping (checked above).
-            unsafe { self.map.as_ptr().add(start) },
-            len as usize,
-        );
-        self.map.flush_range(start, len as usize)
+        // SAFETY: `start` is inside the mapping (checked above), so the pointer stays in bounds.
+        crate::cache::write_back(unsafe { self.map.as_ptr().add(start) }, len as usize);
+        if self.page_cache { self.map.flush_range(start, len as usize) } else { Ok(()) }
     }
 
     /// Drops cached copies of a range so the next load sees what another host wrote
     /// (famfs invalidates before replaying the log).
     pub(crate) fn invalidate(&self, off: u64, len: u64) -> io::Result<()> {
         let start = self.check(off, len as usize)?;
-        // SAFETY: `start` is inside the mapping (checked above).
-        flush_cache_lines(unsafe { self.map.as_ptr().add(start) }, len as usize);
+        // SAFETY: `start` is inside the mapping (checked above), so the pointer stays in bounds.
+        crate::cache::invalidate(unsafe { self.map.as_ptr().add(start) }, len as usize);
         Ok(())
     }
 }
@@ -161,27 +163,4 @@ fn kernel_copy(src: usize, dst: &mut [u8]) -> Result<usize, KernelCopy> {
             Err(KernelCopy::Unavailable)
         }
     }
-}
-
-/// `clflush` every 64-byte line of `[ptr, ptr+len)` then `sfence`, as famfs does when CLWB
-/// and CLFLUSHOPT are not available. A no-op on other architectures.
-fn flush_cache_lines(ptr: *const u8, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        const LINE: usize = 64;
-        let start = ptr as usize & !(LINE - 1);
-        let end = ptr as usize + len;
-        let mut p = start;
-        while p < end {
-            // SAFETY: `clflush` is part of SSE2, which every x86_64 CPU has; `p` lies within (or,
-            // for the first line, at the line start of) a mapped range, and clflush of a mapped
-            // address has no effect on memory contents.
-            unsafe { core::arch::x86_64::_mm_clflush(p as *const u8) };
-            p += LINE;
-        }
-        // SAFETY: `sfence` has no preconditions.
-        unsafe { core::arch::x86_64::_mm_sfence() };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (ptr, len);
 }

@@ -88,8 +88,24 @@ fn famfsctl_finds_a_device_by_tag_in_famfs_device_path() {
     assert!(err.contains("no famfs device has file-system UUID") && err.contains("FAMFS_DEVICE_PATH"), "{err}");
 }
 
-/// A dax character device whose sysfs `tag` attribute carries the tag (a dynamic-capacity
-/// allocation), in a fake sysfs tree: found by it even with no famfs on it yet.
+/// A fake sysfs laid out as Linux lays it out for device-dax `dax9.0`, number 1:3: the device
+/// directory under `devices/`, `bus/dax/devices/dax9.0` and `dev/char/1:3` linking to it.
+/// Returns the device directory.
+fn kernel_sysfs(sysfs: &Path) -> PathBuf {
+    let device = sysfs.join("devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0012:00/ndbus0/region0/dax0.0/dax9.0");
+    std::fs::create_dir_all(&device).unwrap();
+    std::fs::create_dir_all(sysfs.join("bus/dax/devices")).unwrap();
+    std::fs::create_dir_all(sysfs.join("dev/char")).unwrap();
+    let rel = "../../../devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0012:00/ndbus0/region0/dax0.0/dax9.0";
+    std::os::unix::fs::symlink(rel, sysfs.join("bus/dax/devices/dax9.0")).unwrap();
+    std::os::unix::fs::symlink(&rel[3..], sysfs.join("dev/char/1:3")).unwrap();
+    device
+}
+
+/// A dax character device whose sysfs tag carries the tag (a dynamic-capacity allocation), in a
+/// sysfs tree laid out as the kernel does: found by the proposed `bus/dax/devices/daxX.Y/uuid`
+/// first, by the older `dev/char/MAJ:MIN/tag` when that is all there is, even with no famfs on
+/// the device yet; an all-zero UUID tags nothing.
 #[test]
 fn a_dax_device_is_found_by_its_sysfs_tag() {
     let dir = scratch();
@@ -111,10 +127,20 @@ fn a_dax_device_is_found_by_its_sysfs_tag() {
         return;
     }
     let sysfs = dir.path().join("sys");
-    std::fs::create_dir_all(sysfs.join("dev/char/1:3")).unwrap();
-    let tag = uuid::Uuid::new_v4();
-    std::fs::write(sysfs.join("dev/char/1:3/tag"), format!("{tag}\n")).unwrap();
+    let device = kernel_sysfs(&sysfs);
     let l = Locator { dax_dirs: vec![dev.clone()], extra_dirs: Vec::new(), sysfs };
+    // The older attribute alone.
+    let old = uuid::Uuid::new_v4();
+    std::fs::write(device.join("tag"), format!("{old}\n")).unwrap();
+    assert_eq!(l.resolve(&format!("tag:{old}")).unwrap(), node);
+    // The proposed one wins where both are there.
+    let tag = uuid::Uuid::new_v4();
+    std::fs::write(device.join("uuid"), format!("{tag}\n")).unwrap();
     assert_eq!(l.resolve(&format!("tag:{tag}")).unwrap(), node);
+    assert!(matches!(l.resolve(&format!("tag:{old}")), Err(LocateError::NotFound { .. })));
     assert!(matches!(l.resolve(&format!("tag:{}", uuid::Uuid::new_v4())), Err(LocateError::NotFound { .. })));
+    // An untagged device shows the nil UUID, which names nothing.
+    std::fs::write(device.join("uuid"), format!("{}\n", uuid::Uuid::nil())).unwrap();
+    std::fs::remove_file(device.join("tag")).unwrap();
+    assert!(matches!(l.resolve(&format!("tag:{}", uuid::Uuid::nil())), Err(LocateError::NotFound { .. })));
 }
