@@ -102,8 +102,12 @@ fn build_c_guests(wit: &std::path::Path, c_dir: &std::path::Path, dest: &std::pa
     let missing = "the C guest needs Debian's clang-14, lld-14, wasi-libc and libclang-rt-14-dev-wasm32: run `bash scripts/test-deps.sh`";
     let clang = find_tool(&["clang-14", "clang"]).expect(missing);
     let wasm_ld = find_tool(&["wasm-ld-14", "wasm-ld"]).expect(missing);
+    // Each directory of guests/c is a guest; the files beside them are helpers they include.
     for entry in std::fs::read_dir(c_dir).unwrap() {
         let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let source = dir.join(format!("{name}.c"));
         let wasm = dest.join(format!("{name}-c.wasm"));
@@ -112,6 +116,8 @@ fn build_c_guests(wit: &std::path::Path, c_dir: &std::path::Path, dest: &std::pa
             .arg(format!("-fuse-ld={}", wasm_ld.display()))
             .arg("-I")
             .arg(&bindings)
+            .arg("-I")
+            .arg(c_dir)
             .arg(&source)
             .arg(bindings.join("analytics.c"))
             .arg(bindings.join("analytics_component_type.o"))

@@ -92,6 +92,25 @@ impl Dataset {
         matches!(&self.backing, Backing::Famfs { fs, .. } if fs.device().kind() == famfs::DeviceKind::Dax)
     }
 
+    /// What offsets and lengths of a memory map of its bytes must be multiples of: the host page,
+    /// or the alignment of the dax device it lives on (2 MiB typically), which refuses any
+    /// other map.
+    pub fn map_align(&self) -> u64 {
+        match &self.backing {
+            Backing::Famfs { fs, .. } => fs.device().map_align(),
+            Backing::File(_) => rustix::param::page_size() as u64,
+        }
+    }
+
+    /// Bytes of storage it holds from offset 0: a famfs file's allocation (whole 2 MiB units,
+    /// at least its size), or a mounted file's size.
+    pub fn capacity(&self) -> u64 {
+        match &self.backing {
+            Backing::Famfs { file, .. } => file.map.capacity().max(self.len),
+            Backing::File(_) => self.len,
+        }
+    }
+
     /// Whether it is empty (famfs files never are; mounted files may be).
     pub fn is_empty(&self) -> bool {
         self.len == 0

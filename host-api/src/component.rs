@@ -56,6 +56,42 @@ pub struct ComponentHost {
 }
 
 impl ComponentHost {
+    /// `dataset.map` and `dataset.map-into`: maps into the `reserved` bytes at `at`.
+    fn map_reserved(
+        &mut self,
+        d: Resource<Dataset>,
+        offset: u64,
+        len: u32,
+        at: u32,
+        reserved: u64,
+        options: types::MapFlags,
+    ) -> Trappable<Result<Resource<MappingEntry>, types::ErrorCode>> {
+        let dataset = self.table.get(&d)?.clone();
+        let lm = match self.memory() {
+            // SAFETY: the memory was made by TrackingMemoryCreator (this function's contract via
+            // `add_to_linker`), is alive, never moves, and `size()` is its accessible length now;
+            // wasmtime holds no Rust reference into guest memory while a host import runs.
+            Some(m) => unsafe { LinearMemory::new(m.base(), m.size()) },
+            None => None,
+        };
+        let populate = options.contains(types::MapFlags::POPULATE);
+        let r = match lm {
+            None => Err(ErrorCode::NoAddressSpace),
+            Some(lm) => self.mapper.map_into(lm, &dataset, offset, len, at, reserved, populate),
+        };
+        tracing::debug!(dataset = dataset.name(), offset, len, at, reserved, ok = r.is_ok(), "dataset.map");
+        match r {
+            Ok(at) => match self.table.push(MappingEntry { at }) {
+                Ok(m) => Ok(Ok(m)),
+                Err(e) => {
+                    self.mapper.unmap(at);
+                    Err(e.into())
+                }
+            },
+            Err(e) => Ok(Err(code(e))),
+        }
+    }
+
     /// A guest's view of `catalog` under `limits`, nothing open yet and no memory known; fails
     /// when the process cannot reserve the guard slots `limits` promise this guest.
     pub fn new(catalog: Catalog, limits: HostLimits) -> Result<ComponentHost, MapperError> {
@@ -210,29 +246,25 @@ impl catalog::HostDataset for &mut ComponentHost {
         at: u32,
         options: types::MapFlags,
     ) -> Trappable<Result<Resource<MappingEntry>, types::ErrorCode>> {
-        let dataset = self.table.get(&d)?.clone();
-        let lm = match self.memory() {
-            // SAFETY: the memory was made by TrackingMemoryCreator (this function's contract via
-            // `add_to_linker`), is alive, never moves, and `size()` is its accessible length now;
-            // wasmtime holds no Rust reference into guest memory while a host import runs.
-            Some(m) => unsafe { LinearMemory::new(m.base(), m.size()) },
-            None => None,
-        };
-        let r = match lm {
-            None => Err(ErrorCode::NoAddressSpace),
-            Some(lm) => self.mapper.map(lm, &dataset, offset, len, at, options.contains(types::MapFlags::POPULATE)),
-        };
-        tracing::debug!(dataset = dataset.name(), offset, len, at, ok = r.is_ok(), "dataset.map");
-        match r {
-            Ok(at) => match self.table.push(MappingEntry { at }) {
-                Ok(m) => Ok(Ok(m)),
-                Err(e) => {
-                    self.mapper.unmap(at);
-                    Err(e.into())
-                }
-            },
-            Err(e) => Ok(Err(code(e))),
-        }
+        let reserved = u64::from(len).div_ceil(crate::mapper::WASM_PAGE) * crate::mapper::WASM_PAGE;
+        self.map_reserved(d, offset, len, at, reserved, options)
+    }
+
+    fn map_unit(&mut self, d: Resource<Dataset>) -> Trappable<u64> {
+        let dataset = self.table.get(&d)?;
+        Ok(self.mapper.map_unit(dataset))
+    }
+
+    fn map_into(
+        &mut self,
+        d: Resource<Dataset>,
+        offset: u64,
+        len: u32,
+        at: u32,
+        reserved: u32,
+        options: types::MapFlags,
+    ) -> Trappable<Result<Resource<MappingEntry>, types::ErrorCode>> {
+        self.map_reserved(d, offset, len, at, u64::from(reserved), options)
     }
 
     fn drop(&mut self, d: Resource<Dataset>) -> Trappable<()> {

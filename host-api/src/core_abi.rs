@@ -11,6 +11,8 @@
 //! | `[method]dataset.len` | `(self) -> i64` | |
 //! | `[method]dataset.read` | `(self, offset: i64, len, ret) -> ()` | `ret`: {u8 disc @0, list ptr @4, list len @8} |
 //! | `[method]dataset.map` | `(self, offset: i64, len, at, flags, ret) -> ()` | `ret`: {u8 disc @0, handle or code @4} |
+//! | `[method]dataset.map-into` | `(self, offset: i64, len, at, reserved, flags, ret) -> ()` | as `map` |
+//! | `[method]dataset.map-unit` | `(self) -> i64` | |
 //! | `[method]mapping.addr` / `.len` | `(self) -> i32` | |
 //! | `[resource-drop]dataset` / `mapping` | `(self) -> ()` | |
 //!
@@ -263,31 +265,22 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
     linker.func_wrap(
         MODULE,
         "[method]dataset.map",
-        |mut c: Caller<'_, T>, h: u32, offset: u64, len: u32, at: u32, flags: u32, ret: u32| -> Result<()> {
-            let mem = memory(&mut c)?;
-            let d = dataset(&mut c, h)?;
-            let base = mem.data_ptr(&c);
-            let size = mem.data_size(&c);
-            // SAFETY: `base/size` describe the accessible part of this instance's memory right
-            // now; `add_to_linker`'s contract makes the engine keep memories in place, and no
-            // Rust reference into guest memory is live across this call.
-            let lm = unsafe { LinearMemory::new(base, size) };
-            let host = c.data_mut().dataset_host();
-            let r = match lm {
-                None => Err(ErrorCode::NoAddressSpace),
-                Some(lm) => host.mapper.map(lm, &d, offset, len, at, flags & 1 != 0),
-            }
-            .and_then(|at| match host.mappings.insert(at) {
-                Some(handle) => Ok(handle),
-                None => {
-                    host.mapper.unmap(at);
-                    Err(ErrorCode::NoAddressSpace)
-                }
-            });
-            tracing::debug!(dataset = d.name(), offset, len, at, ok = r.is_ok(), "dataset.map");
-            write_result_u32(&mut c, &mem, ret, r)
+        |c: Caller<'_, T>, h: u32, offset: u64, len: u32, at: u32, flags: u32, ret: u32| -> Result<()> {
+            let reserved = u64::from(len).div_ceil(crate::mapper::WASM_PAGE) * crate::mapper::WASM_PAGE;
+            map_call(c, h, offset, len, at, reserved, flags, ret)
         },
     )?;
+    linker.func_wrap(
+        MODULE,
+        "[method]dataset.map-into",
+        |c: Caller<'_, T>, h: u32, offset: u64, len: u32, at: u32, reserved: u32, flags: u32, ret: u32| -> Result<()> {
+            map_call(c, h, offset, len, at, u64::from(reserved), flags, ret)
+        },
+    )?;
+    linker.func_wrap(MODULE, "[method]dataset.map-unit", |mut c: Caller<'_, T>, h: u32| -> Result<u64> {
+        let d = dataset(&mut c, h)?;
+        Ok(c.data_mut().dataset_host().mapper.map_unit(&d))
+    })?;
     linker.func_wrap(MODULE, "[method]mapping.addr", |mut c: Caller<'_, T>, h: u32| -> Result<u32> {
         match c.data_mut().dataset_host().mappings.get(h) {
             Some(&at) => Ok(at),
@@ -318,4 +311,41 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
         }
     })?;
     Ok(())
+}
+
+/// `dataset.map` and `dataset.map-into`: maps into the `reserved` bytes at `at` and writes the
+/// result (a mapping handle or an error code) at `ret`.
+#[allow(clippy::too_many_arguments)]
+fn map_call<T: DatasetView + Send + 'static>(
+    mut c: Caller<'_, T>,
+    h: u32,
+    offset: u64,
+    len: u32,
+    at: u32,
+    reserved: u64,
+    flags: u32,
+    ret: u32,
+) -> Result<()> {
+    let mem = memory(&mut c)?;
+    let d = dataset(&mut c, h)?;
+    let base = mem.data_ptr(&c);
+    let size = mem.data_size(&c);
+    // SAFETY: `base/size` describe the accessible part of this instance's memory right now;
+    // `add_to_linker`'s contract makes the engine keep memories in place, and no Rust reference
+    // into guest memory is live across this call.
+    let lm = unsafe { LinearMemory::new(base, size) };
+    let host = c.data_mut().dataset_host();
+    let r = match lm {
+        None => Err(ErrorCode::NoAddressSpace),
+        Some(lm) => host.mapper.map_into(lm, &d, offset, len, at, reserved, flags & 1 != 0),
+    }
+    .and_then(|at| match host.mappings.insert(at) {
+        Some(handle) => Ok(handle),
+        None => {
+            host.mapper.unmap(at);
+            Err(ErrorCode::NoAddressSpace)
+        }
+    });
+    tracing::debug!(dataset = d.name(), offset, len, at, reserved, ok = r.is_ok(), "dataset.map");
+    write_result_u32(&mut c, &mem, ret, r)
 }

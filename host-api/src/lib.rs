@@ -29,6 +29,7 @@ pub mod handles;
 pub mod interrupt;
 pub mod limits;
 pub mod map_budget;
+mod map_plan;
 pub mod mapper;
 pub mod sigbus;
 mod signal_chain;

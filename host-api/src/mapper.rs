@@ -36,7 +36,7 @@
 use crate::catalog::Dataset;
 use crate::error::ErrorCode;
 use crate::interrupt::Interrupt;
-use crate::{map_budget, sigbus};
+use crate::{map_budget, map_plan, sigbus};
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
@@ -85,10 +85,16 @@ pub enum MapTechnique {
 impl MapTechnique {
     /// Whether `dataset` is mapped shared.
     pub fn is_shared_for(self, dataset: &Dataset) -> bool {
+        self.is_shared_on(dataset.is_dax())
+    }
+
+    /// Whether datasets of a source are mapped shared, `dax` telling whether it is a dax
+    /// character device.
+    pub fn is_shared_on(self, dax: bool) -> bool {
         match self {
             MapTechnique::Private => false,
             MapTechnique::Shared => true,
-            MapTechnique::Auto => dataset.is_dax(),
+            MapTechnique::Auto => dax,
         }
     }
 }
@@ -137,8 +143,11 @@ struct Live {
     at: u32,
     /// Mapped shared (read-only, copy-on-write by the host) rather than private.
     shared: bool,
-    /// Bytes of the guest range replaced (the request rounded up to the host page).
+    /// Bytes of the guest range replaced (the request rounded up to the host page, or to the
+    /// end of the last device unit mapped whole).
     mapped_len: u64,
+    /// Bytes of guest memory the guest reserved for it (no other mapping may overlap them).
+    reserved: u64,
     /// Dataset bytes mapped.
     len: u32,
     dataset: String,
@@ -147,6 +156,13 @@ struct Live {
     /// Kernel mappings taken from the process budget for it.
     charge: map_budget::Charge,
     host_start: usize,
+}
+
+impl Live {
+    /// The end of the guest range it holds.
+    fn end(&self) -> u64 {
+        u64::from(self.at) + self.reserved.max(self.mapped_len)
+    }
 }
 
 /// A media error: the memory behind a dataset failed while mapped.
@@ -168,6 +184,7 @@ pub struct Mapper {
     /// stay, so they keep their guard slot and budget until the guest memory itself goes.
     stuck: Vec<Live>,
     bytes_mapped: u64,
+    bytes_copied: u64,
     faults: Vec<MediaError>,
     limits: MapLimits,
     /// Kernel mappings the live mappings hold.
@@ -191,6 +208,7 @@ impl Mapper {
             live: BTreeMap::new(),
             stuck: Vec::new(),
             bytes_mapped: 0,
+            bytes_copied: 0,
             faults: Vec::new(),
             limits,
             kernel_mappings: 0,
@@ -214,9 +232,16 @@ impl Mapper {
         self.kernel_mappings
     }
 
-    /// Total dataset bytes ever mapped by this instance.
+    /// Total dataset bytes this instance mapped zero-copy.
     pub fn bytes_mapped(&self) -> u64 {
         self.bytes_mapped
+    }
+
+    /// Total dataset bytes that `map` copied instead: the partial units at the ends of a range
+    /// on a device that maps only whole units (device-dax), when the guest placed or sized the
+    /// range so that they could not be mapped.
+    pub fn bytes_copied(&self) -> u64 {
+        self.bytes_copied
     }
 
     /// Live mappings.
@@ -224,12 +249,19 @@ impl Mapper {
         self.live.len()
     }
 
-    /// Maps `dataset[offset .. offset + len]` at guest address `at`. Checks, in this order,
-    /// each failing with `invalid-argument`: `len > 0`; `offset` and `at` 64 KiB-aligned;
-    /// the range inside the dataset (no overflow); `at .. at + round_up(len, 64 KiB)` inside
-    /// the memory; no overlap with a live mapping. Then, each failing with `no-address-space`:
-    /// fewer than `max_mappings` live; the kernel mappings it needs within this guest's
-    /// `max_kernel_mappings` and within the process budget.
+    /// What `dataset.map-unit` tells the guest: the unit in which `dataset` maps with no copy
+    /// under this mapper's technique. A dax device's alignment (2 MiB typically), or the wasm
+    /// page where any page maps, or where a shared map of a device aligned past the
+    /// copy-on-write block is copied anyway ([`crate::map_plan`]).
+    pub fn map_unit(&self, dataset: &Dataset) -> u64 {
+        let unit = dataset.map_align();
+        let shared = self.limits.technique.is_shared_for(dataset);
+        if unit <= WASM_PAGE || (shared && unit > crate::cow::BLOCK as u64) { WASM_PAGE } else { unit }
+    }
+
+    /// Maps `dataset[offset .. offset + len]` at guest address `at`, into the `len` bytes
+    /// rounded up to 64 KiB that the guest reserved there: [`map_into`](Self::map_into) with
+    /// exactly that room.
     pub fn map(
         &mut self,
         mem: LinearMemory,
@@ -239,24 +271,49 @@ impl Mapper {
         at: u32,
         populate: bool,
     ) -> Result<u32, ErrorCode> {
+        let reserved = u64::from(len).div_ceil(WASM_PAGE) * WASM_PAGE;
+        self.map_into(mem, dataset, offset, len, at, reserved, populate)
+    }
+
+    /// Maps `dataset[offset .. offset + len]` at guest address `at`, where the guest reserved
+    /// `reserved` bytes. Checks, in this order, each failing with `invalid-argument`: `len > 0`;
+    /// `offset`, `at` and `reserved` 64 KiB-aligned; the range inside the dataset (no overflow);
+    /// `reserved` at least `len`; `at .. at + reserved` inside the memory and overlapping no
+    /// live mapping's reserved range. Then, each failing with `no-address-space`: fewer than
+    /// `max_mappings` live; the kernel mappings it needs within this guest's
+    /// `max_kernel_mappings` and within the process budget.
+    ///
+    /// On a device that maps only whole units (device-dax) the partial units are copied
+    /// ([`crate::map_plan`]); the room reserved past `len` lets the last unit be mapped whole.
+    #[allow(clippy::too_many_arguments)]
+    pub fn map_into(
+        &mut self,
+        mem: LinearMemory,
+        dataset: &Dataset,
+        offset: u64,
+        len: u32,
+        at: u32,
+        reserved: u64,
+        populate: bool,
+    ) -> Result<u32, ErrorCode> {
         let bad = Err(ErrorCode::InvalidArgument);
-        if len == 0 || !offset.is_multiple_of(WASM_PAGE) || !u64::from(at).is_multiple_of(WASM_PAGE) {
+        if len == 0
+            || !offset.is_multiple_of(WASM_PAGE)
+            || !u64::from(at).is_multiple_of(WASM_PAGE)
+            || !reserved.is_multiple_of(WASM_PAGE)
+        {
             return bad;
         }
         match offset.checked_add(u64::from(len)) {
-            Some(end) if end <= dataset.len() => {}
+            Some(end) if end <= dataset.len() && reserved >= u64::from(len) => {}
             _ => return bad,
         }
-        let reserved = u64::from(len).div_ceil(WASM_PAGE) * WASM_PAGE;
-        let end = u64::from(at) + reserved;
-        if end > mem.size as u64 {
-            return bad;
-        }
+        let end = match u64::from(at).checked_add(reserved) {
+            Some(end) if end <= mem.size as u64 => end,
+            _ => return bad,
+        };
         // Stuck ranges (still file pages, see `unmap`) count as taken too.
-        let overlaps = self.live.values().chain(&self.stuck).any(|l| {
-            let l_end = u64::from(l.at) + u64::from(l.len).div_ceil(WASM_PAGE) * WASM_PAGE;
-            u64::from(l.at) < end && u64::from(at) < l_end
-        });
+        let overlaps = self.live.values().chain(&self.stuck).any(|l| u64::from(l.at) < end && u64::from(at) < l.end());
         if overlaps {
             return bad;
         }
@@ -267,16 +324,22 @@ impl Mapper {
         if self.live.len() >= self.limits.max_mappings {
             return no_room("the guest holds max_mappings live mappings");
         }
-        let pieces = dataset.pieces(offset, u64::from(len));
         let page = host_page();
-        let mapped_len = u64::from(len).div_ceil(page) * page;
-        // SAFETY: `at + mapped_len <= at + reserved <= mem.size` (checked above), so the address
-        // is inside the accessible memory.
+        let unit = dataset.map_align();
+        let want = u64::from(len).div_ceil(page) * page;
+        // On a device that maps whole units, the pieces go on through the file's own allocation
+        // as far as the guest reserved room, so that the last unit can be mapped whole.
+        let cover = if unit > page { reserved.min(dataset.capacity() - offset) } else { u64::from(len) };
+        let pieces = dataset.pieces(offset, cover);
+        // SAFETY: `at + reserved <= mem.size` (checked above), so the address is inside the
+        // accessible memory.
         let host_start = unsafe { mem.base.as_ptr().add(at as usize) } as usize;
         let shared = self.limits.technique.is_shared_for(dataset);
-        // One per piece, plus the two pieces of guest memory it may split off around it, plus
+        let plan = map_plan::plan(&pieces, host_start as u64, want, unit, page, shared);
+        let mapped_len = plan.span;
+        // One per part, plus the two pieces of guest memory it may split off around it, plus
         // (shared) what the copies of written blocks may split off.
-        let needed = pieces.len()
+        let needed = plan.parts.len()
             + 2
             + if shared { crate::cow::kernel_mappings_for(host_start, mapped_len as usize) } else { 0 };
         if self.kernel_mappings + needed > self.limits.max_kernel_mappings {
@@ -302,51 +365,73 @@ impl Mapper {
                 rustix::mm::MapFlags::FIXED | rustix::mm::MapFlags::PRIVATE,
             )
         };
-        let mut done = 0u64;
-        for piece in pieces {
-            let addr = host_start + piece.range_offset as usize;
-            let plen = (piece.len.div_ceil(page) * page).min(mapped_len - piece.range_offset);
-            // SAFETY: `addr .. addr + plen` lies inside `host_start .. host_start + mapped_len`,
-            // which is inside the guest's accessible memory (checked above) and overlaps no live
-            // mapping; per `LinearMemory::new`'s contract no Rust reference points into it. The
-            // file offset is page-aligned (famfs extents are 2 MiB-aligned and `offset` is 64 KiB-
-            // aligned). MAP_FIXED replaces the guest's pages. The fd is O_RDONLY, so the file
-            // cannot change either way: MAP_PRIVATE (read-write) keeps stores private; MAP_SHARED
-            // is read-only, and a store faults into the copy-on-write handler, registered above
-            // before any page is mapped, which gives the block a private copy first.
-            let r =
-                unsafe { rustix::mm::mmap(addr as *mut _, plen as usize, prot, flags, piece.fd, piece.file_offset) };
-            if let Err(e) = r {
-                tracing::warn!(dataset = dataset.name(), "mmap failed: {e}");
-                // Put anonymous memory back over whatever was replaced so far.
-                let replaced = done.max(piece.range_offset);
-                if !zero_fill(host_start, replaced) {
-                    self.kernel_mappings += charge.count();
-                    let dataset = dataset.name().into();
-                    self.stuck.push(Live {
-                        at,
-                        shared,
-                        mapped_len: replaced,
-                        len,
-                        dataset,
-                        offset,
-                        guard,
-                        charge,
-                        host_start,
-                    });
+        let mut copied = 0u64;
+        for part in &plan.parts {
+            let addr = host_start + part.range_offset as usize;
+            let done = match part.how {
+                map_plan::How::Map { piece, file_offset } => {
+                    // SAFETY: `addr .. addr + part.len` lies inside `host_start .. host_start +
+                    // mapped_len`, inside the range the guest reserved in its accessible memory
+                    // (checked above), overlapping no live mapping; per `LinearMemory::new`'s
+                    // contract no Rust reference points into it. The file offset is a multiple of
+                    // the page (famfs extents are 2 MiB-aligned and `offset` is 64 KiB-aligned)
+                    // and, on a dax device, of its alignment, as address and length are
+                    // (`map_plan`). MAP_FIXED replaces the guest's pages. The fd is O_RDONLY, so
+                    // the file cannot change either way: MAP_PRIVATE (read-write) keeps stores
+                    // private; MAP_SHARED is read-only, and a store faults into the copy-on-write
+                    // handler, registered above before any page is mapped, which gives the block
+                    // a private copy first.
+                    let r = unsafe {
+                        rustix::mm::mmap(addr as *mut _, part.len as usize, prot, flags, pieces[piece].fd, file_offset)
+                    };
+                    r.map(|_| ()).map_err(|e| {
+                        tracing::warn!(dataset = dataset.name(), unit, "mmap failed: {e}");
+                        ErrorCode::Io
+                    })
                 }
-                return Err(ErrorCode::Io);
+                map_plan::How::Copy => copy_in(dataset, offset + part.range_offset, addr, part.len).map(|n| {
+                    copied += n;
+                }),
+            };
+            if let Err(code) = done {
+                let dataset = dataset.name().into();
+                let mapped_len = part.range_offset;
+                self.roll_back(Live {
+                    at,
+                    shared,
+                    mapped_len,
+                    reserved,
+                    len,
+                    dataset,
+                    offset,
+                    guard,
+                    charge,
+                    host_start,
+                });
+                return Err(code);
             }
-            done = piece.range_offset + plen;
         }
         if populate {
             self.populate(host_start, mapped_len as usize);
         }
-        self.bytes_mapped += u64::from(len);
+        let copied = copied.min(u64::from(len));
+        self.bytes_mapped += u64::from(len) - copied;
+        self.bytes_copied += copied;
         self.kernel_mappings += charge.count();
         let dataset = dataset.name().to_string();
-        self.live.insert(at, Live { at, shared, mapped_len, len, dataset, offset, guard, charge, host_start });
+        self.live
+            .insert(at, Live { at, shared, mapped_len, reserved, len, dataset, offset, guard, charge, host_start });
         Ok(at)
+    }
+
+    /// After a failed `map`: anonymous memory back over the `mapped_len` bytes replaced so far.
+    /// Should that fail too, the file pages stay, guarded and counted, until the guest's memory
+    /// goes with its store.
+    fn roll_back(&mut self, partial: Live) {
+        if !zero_fill(partial.host_start, partial.mapped_len) {
+            self.kernel_mappings += partial.charge.count();
+            self.stuck.push(partial);
+        }
     }
 
     /// Faults `len` bytes at `start` in, `POPULATE_CHUNK` at a time, stopping early when the
@@ -438,6 +523,28 @@ impl Mapper {
         all.extend(live);
         all
     }
+}
+
+/// Copies `len` dataset bytes from `dataset_offset` into guest memory at host address `dst`
+/// (bytes past the dataset's end read as zeros, as a mapping shows them); the bytes copied.
+fn copy_in(dataset: &Dataset, dataset_offset: u64, dst: usize, len: u64) -> Result<u64, ErrorCode> {
+    if len == 0 {
+        return Ok(0);
+    }
+    // SAFETY: `map` passes a range inside the guest's accessible memory that it reserved for
+    // this mapping and has not mapped a file over (anonymous read-write pages of the guest), and
+    // per `LinearMemory::new`'s contract no other Rust reference points into it while `map` runs.
+    let buf = unsafe { std::slice::from_raw_parts_mut(dst as *mut u8, len as usize) };
+    let avail = dataset.len().saturating_sub(dataset_offset).min(len) as usize;
+    let mut done = 0;
+    while done < avail {
+        match dataset.read_at(dataset_offset + done as u64, &mut buf[done..avail])? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    buf[done..].fill(0);
+    Ok(done as u64)
 }
 
 /// Replaces `[start, start + len)` with anonymous zero pages; false if it could not.

@@ -146,7 +146,11 @@ class Famfs(_native.Famfs):
         offset, length = extents[0]
         # Extents start on 2 MiB boundaries and files own whole 2 MiB units (the slack after the
         # end is zeroed): map whole units, which device-dax requires of both ends of a mapping.
-        unit = 2 << 20
+        # On a device aligned more coarsely (1 GiB), an extent that does not start on a unit
+        # cannot be mapped: it is read instead.
+        unit = max(self.map_align, 2 << 20)
+        if offset % unit:
+            return memoryview(self.cat(path)).toreadonly()
         with open(self.device, "rb") as f:
             mapped = mmap.mmap(f.fileno(), (length + unit - 1) // unit * unit, access=mmap.ACCESS_READ, offset=offset)
         return memoryview(mapped)[:length].toreadonly()

@@ -37,7 +37,7 @@ class Outcome:
     def reply(self) -> Optional[bytes]: ...
     @property
     def metrics(self) -> Dict[str, Any]:
-        """wall_ms, instantiate_ms, run_ms, fuel_used, bytes_mapped, peak_memory, output_dropped."""
+        """wall_ms, instantiate_ms, run_ms, fuel_used, bytes_mapped, bytes_copied, peak_memory, output_dropped."""
     def check(self) -> "Outcome":
         """self if the exit code is 0 and no output was dropped; else raises ExitStatusError, or
         GuestError (kind "output-dropped")."""
@@ -130,6 +130,9 @@ class Famfs:
         """Makes a famfs on ``device`` and opens it as an instance of ``cls``."""
     @property
     def device(self) -> str: ...
+    @property
+    def map_align(self) -> int:
+        """What offsets and lengths of a memory map of the device must be multiples of."""
     def ls(self, path: str = "/") -> List[Dict[str, Any]]: ...
     def stat(self, path: str) -> Dict[str, Any]: ...
     def cat(self, path: str) -> bytes: ...

@@ -105,6 +105,13 @@ impl Famfs {
         self.device.clone()
     }
 
+    /// What offsets and lengths of a memory map of the device must be multiples of: the host
+    /// page for an image, the alignment of a dax device (2 MiB typically, 1 GiB possible).
+    #[getter]
+    fn map_align(&self) -> PyResult<u64> {
+        Ok(self.current()?.device().map_align())
+    }
+
     /// The entries of a directory (default: the root), in name order: dicts with `name`,
     /// `path`, `type` ("file" or "dir"), `mode`, `uid`, `gid`, and `size` for files.
     #[pyo3(signature = (path="/"))]

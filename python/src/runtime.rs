@@ -551,7 +551,7 @@ impl Outcome {
         self.reply.as_deref().map(|r| PyBytes::new(py, r))
     }
 
-    /// Measurements: wall_ms, instantiate_ms, run_ms, fuel_used, bytes_mapped, peak_memory,
+    /// Measurements: wall_ms, instantiate_ms, run_ms, fuel_used, bytes_mapped, bytes_copied, peak_memory,
     /// output_dropped.
     #[getter]
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

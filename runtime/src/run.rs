@@ -128,6 +128,9 @@ pub struct Metrics {
     pub fuel_used: Option<u64>,
     /// Dataset bytes mapped zero-copy.
     pub bytes_mapped: u64,
+    /// Dataset bytes `map` copied instead: the partial units at the ends of a window on a
+    /// device that maps only whole units (device-dax), placed so that they could not be mapped.
+    pub bytes_copied: u64,
     /// Largest linear memory size, bytes.
     pub peak_memory: u64,
     /// Bytes of captured stdout and stderr dropped past [`Limits::max_output`](crate::Limits).
@@ -360,6 +363,22 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// Whether `inv`'s datasets are mapped shared (copy-on-write by the host) rather than private.
+/// A dax device allows only shared maps: asking for private ones there is refused up front,
+/// rather than every `map` of the guest failing.
+fn maps_shared(inv: &Invocation) -> Result<bool, RunError> {
+    let on_dax = inv.catalog.on_dax();
+    if on_dax && inv.limits.map_technique == famfs_host_api::MapTechnique::Private {
+        let device = inv.catalog.famfs().map(|fs| fs.device().path().display().to_string()).unwrap_or_default();
+        return Err(RunError::Setup {
+            message: format!(
+                "the map technique 'private' cannot map dax device {device}: device-dax allows only shared maps; use --map-technique shared or auto"
+            ),
+        });
+    }
+    Ok(inv.limits.map_technique.is_shared_on(on_dax))
+}
+
 /// The environment variable that tells every guest its memory limit in bytes
 /// ([`Limits::max_memory`](crate::Limits::max_memory)).
 pub const GUEST_MAX_MEMORY_ENV: &str = "FAMFS_RUN_MAX_MEMORY";
@@ -372,12 +391,7 @@ pub(crate) fn wasi_builder(inv: &Invocation, pipes: Option<&Pipes>) -> Result<Wa
     // memory. Not when datasets may be mapped shared: the kernel cannot write into a read-only
     // shared page (EFAULT), so reads then go through a buffer copied into guest memory from user
     // space, which the copy-on-write handler serves.
-    let shared = match inv.limits.map_technique {
-        famfs_host_api::MapTechnique::Private => false,
-        famfs_host_api::MapTechnique::Shared => true,
-        famfs_host_api::MapTechnique::Auto => inv.catalog.on_dax(),
-    };
-    if !shared {
+    if !maps_shared(inv)? {
         b.allow_blocking_current_thread(true);
     }
     b.arg(&inv.program).args(&inv.args);
@@ -504,6 +518,7 @@ pub(crate) fn settle(
     limiter: &crate::limits::Limiter,
 ) -> Result<(), RunError> {
     metrics.bytes_mapped = mapper.bytes_mapped();
+    metrics.bytes_copied = mapper.bytes_copied();
     metrics.peak_memory = limiter.peak_memory as u64;
     match mapper.take_faults().into_iter().next() {
         Some(f) => Err(RunError::Media(f)),

@@ -39,7 +39,7 @@ cases: store NAME | fd-read-into-map NAME WASI_PATH | hostcall-into-map NAME | s
        escape NAME_INSIDE | not-granted NAME | grow NAME | list | map-only NAME |
        realloc-into-map NAME OTHER | hold NAME SECONDS | big-read NAME LEN |
        spin-read NAME | churn NAME N SECONDS | hold-many NAME N SECONDS | open-many NAME N |
-       long-name MIB | raw-read NAME LEN | write-every NAME STRIDE";
+       long-name MIB | raw-read NAME LEN | write-every NAME STRIDE | map-unplaced NAME";
 
 fn usage() -> ! {
     eprintln!("{USAGE}");
@@ -112,6 +112,7 @@ fn main() {
         "hold" => hold(arg(&args, 1), arg(&args, 2)),
         "big-read" => big_read(arg(&args, 1), arg(&args, 2)),
         "write-every" => write_every(arg(&args, 1), arg(&args, 2)),
+        "map-unplaced" => map_unplaced(arg(&args, 1)),
         "spin-read" => exhaust::spin_read(&args),
         "churn" => exhaust::churn(&args),
         "hold-many" => exhaust::hold_many(&args),
@@ -311,6 +312,36 @@ fn reserve(pages: usize) -> u32 {
         usize::MAX => fail(format_args!("memory.grow of {pages} pages failed")),
         old => (old * 65536) as u32,
     }
+}
+
+/// Maps all of NAME with the plain `map` (no reserved room past it), at an address 64 KiB out
+/// of phase with the dataset modulo 2 MiB, as a guest written without `map-unit` might: on a
+/// device that maps only whole 2 MiB units the host must copy instead, and the bytes must be
+/// the same. Then stores into every page of the range (copied or mapped, it is the guest's own).
+/// Prints `unplaced {len} {byte sum}`.
+fn map_unplaced(name: &str) {
+    let ds = must(name, raw::open(name).map_err(Error::from));
+    let len = u32::try_from(ds.len()).unwrap_or_else(|_| fail(format_args!("{name}: over 4 GiB")));
+    let pages = (len as usize).div_ceil(65536);
+    // One page more than 2 MiB of padding, so that some address in it is out of phase.
+    let base = reserve(pages + 33);
+    // The first address at or after `base` that is 64 KiB past a 2 MiB boundary: at most 32
+    // pages in, so the range still fits.
+    let at = base + ((65536 + (2 << 20) - base % (2 << 20)) % (2 << 20));
+    let m = must(name, ds.map(0, len, at, raw::MapFlags::empty()).map_err(Error::from));
+    let addr = m.addr();
+    // SAFETY: the host mapped (or filled) `len` bytes at `addr`, inside pages this guest
+    // reserved with memory.grow and that no Rust allocation uses; the slice lives only while
+    // the mapping does, and no store happens while it exists.
+    let sum = byte_sum(unsafe {
+        std::slice::from_raw_parts(std::ptr::with_exposed_provenance::<u8>(addr as usize), len as usize)
+    });
+    for off in (0..len).step_by(4096) {
+        // SAFETY: inside the same range; a store lands in the guest's own copy of the page.
+        unsafe { std::ptr::write_volatile(std::ptr::with_exposed_provenance_mut::<u8>((addr + off) as usize), 0x5A) };
+    }
+    drop(m);
+    println!("unplaced {len} {sum}");
 }
 
 /// Map requests the host must refuse, then one it must accept.

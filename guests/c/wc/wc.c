@@ -9,16 +9,18 @@
  * analytics_component_type.o); built with clang for wasm32-wasi against wasi-libc:
  *
  *   clang --target=wasm32-wasi --sysroot=/usr -O2 -fuse-ld=/usr/bin/wasm-ld-14 \
- *       -I GENERATED wc.c GENERATED/analytics.c GENERATED/analytics_component_type.o -o wc-c.wasm
+ *       -I GENERATED -I guests/c wc.c GENERATED/analytics.c GENERATED/analytics_component_type.o -o wc-c.wasm
  *
  * --mode map (the default) maps the dataset zero-copy, window by window: the window's address
- * range is reserved once with memory.grow (never through malloc, which must not hand those
- * pages out) and reused for every window, as the WIT's `map` documentation describes.
+ * range is reserved with memory.grow (never through malloc, which must not hand those pages
+ * out), placed by the dataset's map unit and reused for every window, as the WIT's `map-unit`
+ * and `map-into` documentation describes (guests/c/famfs_window.h).
  * --mode read copies the bytes out with `read` instead (lists come back through cabi_realloc).
  *
  * Errors print `wc: NAME: CODE` (CODE: the WIT error-code name) and exit 1; bad usage exits 2.
  */
 #include "analytics.h"
+#include "famfs_window.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -65,41 +67,21 @@ static void feed(struct counts *c, const unsigned char *p, size_t n) {
     c->bytes += n;
 }
 
-/* The reserved window: `pages` fresh pages at guest address `at`, reused for every window. */
-static uint32_t window_at;
-static uint32_t window_pages;
-
-static int reserve(uint32_t pages) {
-    if (window_pages >= pages) {
-        return 1;
-    }
-    /* A new, larger range at the top of memory; the old one stays reserved (unused). */
-    size_t old = __builtin_wasm_memory_grow(0, pages);
-    if (old == (size_t)-1) {
-        return 0;
-    }
-    window_at = (uint32_t)(old * PAGE);
-    window_pages = pages;
-    return 1;
-}
+/* The reserved window, placed and reused by famfs_window.h for every window. */
+static famfs_window_t window_range;
 
 static int count_mapped(famfs_dataset_catalog_borrow_dataset_t ds, uint64_t len, uint64_t window,
                         struct counts *c, const char **why) {
     for (uint64_t off = 0; off < len; off += window) {
         uint64_t n = len - off < window ? len - off : window;
-        uint32_t pages = (uint32_t)((n + PAGE - 1) / PAGE);
-        if (!reserve(pages)) {
-            *why = "memory-grow-failed";
-            return 0;
-        }
         famfs_dataset_catalog_own_mapping_t m;
+        const unsigned char *data;
         error_code_t err;
-        if (!famfs_dataset_catalog_method_dataset_map(ds, off, (uint32_t)n, window_at, 0, &m, &err)) {
-            *why = code_name(err);
+        if (!famfs_map_window(ds, &window_range, off, (uint32_t)n, &m, &data, &err)) {
+            *why = err == FAMFS_DATASET_TYPES_ERROR_CODE_NO_ADDRESS_SPACE ? "memory-grow-failed" : code_name(err);
             return 0;
         }
-        uint32_t addr = famfs_dataset_catalog_method_mapping_addr(famfs_dataset_catalog_borrow_mapping(m));
-        feed(c, (const unsigned char *)(uintptr_t)addr, (size_t)n);
+        feed(c, data, (size_t)n);
         /* Dropping the mapping unmaps it; the range reads as zeros and takes the next window. */
         famfs_dataset_catalog_mapping_drop_own(m);
     }

@@ -278,6 +278,9 @@ pub struct Dataset {
     raw: raw::Dataset,
     name: String,
     len: u64,
+    /// `dataset.map-unit` in wasm pages: more than 1 on a device that maps only whole units
+    /// (device-dax), where every mapping is placed and reserved by them ([`pool::placement`]).
+    unit_pages: u32,
 }
 
 impl Dataset {
@@ -285,7 +288,11 @@ impl Dataset {
     pub fn open(name: &str) -> Result<Dataset, Error> {
         let raw = raw::open(name)?;
         let len = raw.len();
-        Ok(Dataset { raw, name: name.to_string(), len })
+        // At most 1 GiB units are meaningful to a 4 GiB memory; anything odd counts as none.
+        let unit = raw.map_unit();
+        let unit_pages =
+            if unit.is_power_of_two() && (PAGE..=1 << 30).contains(&unit) { (unit / PAGE) as u32 } else { 1 };
+        Ok(Dataset { raw, name: name.to_string(), len, unit_pages })
     }
 
     /// Every dataset this guest may open: the same as [`list`].
@@ -343,7 +350,8 @@ impl Dataset {
     }
 
     /// Maps bytes `offset .. offset + len`, zero-copy. `offset` need not be aligned: the SDK
-    /// maps from the 64 KiB page below it and the slice starts at `offset`.
+    /// maps from the 64 KiB page below it (on a device that maps whole units, the unit below
+    /// it) and the slice starts at `offset`.
     pub fn map_range(&self, offset: u64, len: u64) -> Result<Mapped<'_>, Error> {
         self.map_range_with(offset, len, MapOptions::default())
     }
@@ -354,7 +362,10 @@ impl Dataset {
             Some(end) if end <= self.len => {}
             _ => return Err(Error::InvalidArgument),
         }
-        let aligned = offset & !(PAGE - 1);
+        // From the 64 KiB page below `offset`; on a device that maps whole units, from the unit
+        // below it, so that the partial unit before `offset` is mapped rather than copied.
+        let align = PAGE * u64::from(self.unit_pages);
+        let aligned = offset & !(align - 1);
         let skip = offset - aligned;
         let map_len = len + skip;
         if map_len > MAX_WINDOW {
@@ -363,7 +374,7 @@ impl Dataset {
         if len == 0 {
             return Ok(Mapped::empty(offset));
         }
-        let reservation = pool::reserve(map_len.div_ceil(PAGE) as u32, aligned)?;
+        let reservation = pool::reserve(aligned, map_len, self.unit_pages)?;
         let mut mapped = self.map_at(aligned, map_len as u32, reservation, options)?;
         // The slice starts at `offset`, `skip` bytes into the mapping (`map_len = len + skip`).
         mapped.base = mapped.base.wrapping_add(skip as usize);
@@ -381,7 +392,8 @@ impl Dataset {
         reservation: Reservation,
         options: MapOptions,
     ) -> Result<Mapped<'_>, Error> {
-        let mapping = match self.raw.map(offset, len, reservation.addr(), options.flags()) {
+        let reserved = reservation.pages * PAGE as u32;
+        let mapping = match self.raw.map_into(offset, len, reservation.addr(), reserved, options.flags()) {
             Ok(m) => m,
             Err(e) => {
                 pool::release(reservation);
@@ -410,18 +422,15 @@ impl Dataset {
     /// rounded up to a multiple of 64 KiB (at least 64 KiB, at most [`MAX_WINDOW`]); see the
     /// crate docs on windows.
     pub fn windows(&self, window_size: u64) -> Windows<'_> {
-        let window = window_size.max(1).div_ceil(PAGE).saturating_mul(PAGE).min(MAX_WINDOW);
-        // Never reserve more than the dataset needs.
-        let pages = window.min(self.len.div_ceil(PAGE) * PAGE) / PAGE;
-        Windows {
-            dataset: self,
-            next: 0,
-            window,
-            pages: pages as u32,
-            options: MapOptions::default(),
-            shrink: false,
-            done: false,
+        // Never more than the dataset needs.
+        let needed = self.len.max(1).div_ceil(PAGE) * PAGE;
+        let mut window = window_size.max(1).div_ceil(PAGE).saturating_mul(PAGE).min(MAX_WINDOW).min(needed);
+        // On a device that maps whole units, windows of whole units keep every window in phase.
+        let unit = u64::from(self.unit_pages) * PAGE;
+        if window < self.len && window.div_ceil(unit) * unit <= MAX_WINDOW {
+            window = window.div_ceil(unit) * unit;
         }
+        Windows { dataset: self, next: 0, window, options: MapOptions::default(), shrink: false, done: false }
     }
 
     /// [`Dataset::windows`] with the default window: the whole dataset as one window if it is
@@ -443,7 +452,6 @@ pub struct Windows<'a> {
     dataset: &'a Dataset,
     next: u64,
     window: u64,
-    pages: u32,
     options: MapOptions,
     /// Halve the window when memory.grow fails (`windows_default`).
     shrink: bool,
@@ -471,16 +479,16 @@ impl<'a> Iterator for Windows<'a> {
             return None;
         }
         let offset = self.next;
-        // Every window reserves the same number of pages, so a dropped window's range is
-        // reused exactly by the next one.
-        let mut reserved = pool::reserve(self.pages, offset);
+        // Every full window reserves the same number of pages, so a dropped window's range is
+        // reused exactly by the next one (the last, shorter one fits in it too).
+        let unit = u64::from(self.dataset.unit_pages);
+        let mut reserved = pool::reserve(offset, self.window, self.dataset.unit_pages);
         while let Err(Error::MemoryGrow { .. }) = reserved
             && self.shrink
-            && self.pages > SHRINK_MIN_PAGES
+            && self.window / PAGE > u64::from(SHRINK_MIN_PAGES).max(unit)
         {
-            self.pages /= 2;
-            self.window = u64::from(self.pages) * PAGE;
-            reserved = pool::reserve(self.pages, offset);
+            self.window = (self.window / 2).div_ceil(PAGE) * PAGE;
+            reserved = pool::reserve(offset, self.window, self.dataset.unit_pages);
         }
         let len = self.window.min(self.dataset.len - offset);
         let r = reserved.and_then(|r| self.dataset.map_at(offset, len as u32, r, self.options));

@@ -4,7 +4,9 @@
 //! A mapping of 2 MiB or more is placed so that its guest address and its dataset offset agree
 //! modulo 2 MiB ([`HUGE`]): famfs places file data 2 MiB-aligned on the device, and the host's
 //! guest memories start 2 MiB-aligned, so the kernel can then map the window with 2 MiB pages (on
-//! DAX and on huge-page page cache), which scans markedly faster than 4 KiB pages.
+//! DAX and on huge-page page cache), which scans markedly faster than 4 KiB pages. On a
+//! device-dax, which maps only whole units of its alignment, every mapping is placed so and
+//! reserved through the end of its last unit ([`placement`]).
 
 use crate::Error;
 use std::cell::RefCell;
@@ -174,14 +176,33 @@ fn memory_grow(_pages: u32) -> Option<u32> {
     None
 }
 
-/// Reserves `pages` fresh or reused pages for a mapping of the dataset from `offset` (a
-/// multiple of 64 KiB): 2 MiB or more are placed to agree with `offset` modulo 2 MiB.
-pub(crate) fn reserve(pages: u32, offset: u64) -> Result<Reservation, Error> {
-    if u64::from(pages) > MAX_PAGES {
+/// Where and how much to reserve for `len` bytes of a dataset from `offset` (a multiple of
+/// 64 KiB) whose memory maps without copy in units of `unit_pages` pages (`dataset.map-unit`):
+/// `(pages, align, phase)`. On such a device (device-dax: 32 pages, 2 MiB) the range is placed
+/// to agree with `offset` modulo the unit and reserved through the end of the unit holding its
+/// last byte, so that the host maps it all and copies nothing. Elsewhere 2 MiB or more are
+/// placed to agree with `offset` modulo 2 MiB (2 MiB pages), and smaller ranges anywhere.
+pub(crate) fn placement(offset: u64, len: u64, unit_pages: u32) -> (u64, u32, u32) {
+    let phase_in = |align: u32| ((offset / PAGE) % u64::from(align)) as u32;
+    if unit_pages > 1 {
+        let unit = u64::from(unit_pages) * PAGE;
+        let end = (offset + len).div_ceil(unit) * unit;
+        return ((end - offset) / PAGE, unit_pages, phase_in(unit_pages));
+    }
+    let pages = len.div_ceil(PAGE);
+    if pages >= u64::from(HUGE) { (pages, HUGE, phase_in(HUGE)) } else { (pages, 1, 0) }
+}
+
+/// Reserves fresh or reused pages for `len` bytes of a dataset from `offset`, placed as
+/// [`placement`] says.
+pub(crate) fn reserve(offset: u64, len: u64, unit_pages: u32) -> Result<Reservation, Error> {
+    let (pages, align, phase) = placement(offset, len, unit_pages);
+    // A whole 4 GiB memory could not also hold the program, and its size would not fit the
+    // `u32` that `map-into` takes.
+    if pages >= MAX_PAGES {
         return Err(Error::NoAddressSpace);
     }
-    let (align, phase) = if pages >= HUGE { (HUGE, ((offset / PAGE) % u64::from(HUGE)) as u32) } else { (1, 0) };
-    POOL.with_borrow_mut(|p| p.take(pages, align, phase, memory_pages(), memory_grow))
+    POOL.with_borrow_mut(|p| p.take(pages as u32, align, phase, memory_pages(), memory_grow))
 }
 
 /// Gives a reservation back once nothing is mapped in it any more.
@@ -301,5 +322,18 @@ mod tests {
         let size = mem.size;
         assert_eq!(p.take(4, 1, 0, size, mem.grow()), Err(Error::MemoryGrow { pages: 4 }));
         assert!(p.runs().is_empty());
+    }
+
+    #[test]
+    fn dax_ranges_are_placed_in_phase_and_reserved_to_the_end_of_their_unit() {
+        // A 3,903,488-byte file on a 2 MiB-aligned device: two whole units.
+        assert_eq!(placement(0, 3_903_488, HUGE), (64, HUGE, 0));
+        // A small file still takes its unit, so that it is mapped, not copied.
+        assert_eq!(placement(0, 100, HUGE), (32, HUGE, 0));
+        // A window from 64 KiB before a unit boundary: phase 31, through the next unit's end.
+        assert_eq!(placement(31 * PAGE, 2 * PAGE, HUGE), (33, HUGE, 31));
+        // Elsewhere: small ranges anywhere, 2 MiB or more in phase, no more than needed.
+        assert_eq!(placement(0, 100, 1), (1, 1, 0));
+        assert_eq!(placement(3 * PAGE, 3_903_488, 1), (60, HUGE, 3));
     }
 }
