@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-toolchain.sh
 ensure_toolchain .
-# The tests compare with the command-line tools (`cargo test` builds them only into deps/).
-cargo build --quiet -p famfs-runtime --bin famfs-run -p famfs --bin famfsctl
+# The tests compare with the command-line tools (`cargo test` builds them only into deps/);
+# famfs-vm boots the test machine of the device-dax test.
+cargo build --quiet -p famfs-runtime --bin famfs-run -p famfs --bin famfsctl -p famfs-run-tests --bin famfs-vm
 source scripts/python-env.sh
 ensure_python_env
 export FAMFS_RUN_GUESTS="$CARGO_TARGET_DIR/guests-target/wasm32-wasip1/release"

@@ -21,6 +21,9 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
 fi
 
+# The virtual-machine tests (tests/tests/vm_dax.rs): QEMU, ndctl, busybox-static, a kernel.
+bash "$(dirname "${BASH_SOURCE[0]}")/vm-deps.sh"
+
 if ! python3 -c 'import pyarrow, pandas' >/dev/null 2>&1; then
     echo "test-deps: installing pyarrow and pandas (PyPI)"
     PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check pyarrow pandas

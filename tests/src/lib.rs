@@ -265,6 +265,8 @@ pub mod bench {
     }
 }
 
+pub mod vm;
+
 pub mod harness {
     use super::Flavor;
     use famfs_host_api::Catalog;
