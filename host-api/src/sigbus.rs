@@ -243,8 +243,10 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
     // Only a fault the kernel raised names a faulting address; a SIGBUS sent by a process
-    // (si_code <= 0) carries whatever address the sender chose.
+    // (si_code <= 0) carries whatever address the sender chose, and one the kernel sent
+    // (SI_KERNEL) none.
     if code > 0
+        && code != libc::SI_KERNEL
         && let Some((slot, start, len)) = registered(addr)
     {
         let _ = SLOTS[slot].fault.compare_exchange(0, addr - start + 1, Ordering::AcqRel, Ordering::Relaxed);

@@ -15,11 +15,14 @@ pub(crate) type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut 
 pub(crate) struct Chain {
     signal: libc::c_int,
     previous: UnsafeCell<MaybeUninit<libc::sigaction>>,
+    /// Our action, as installed: put back should a handler we pass a signal to reset it.
+    ours: UnsafeCell<MaybeUninit<libc::sigaction>>,
     installed: Once,
 }
 
-// SAFETY: `previous` is written exactly once, inside `installed.call_once`, before our handler
-// (its only reader) is installed, so before any read; afterwards it is read-only. Readers on
+// SAFETY: `previous` and `ours` are written exactly once, inside `installed.call_once`, before
+// our handler (their only reader) is installed, so before any read; afterwards they are
+// read-only. Readers on
 // other threads see the write because `sigaction` installs the handler after it, and a handler
 // runs only after the kernel has the new action.
 unsafe impl Sync for Chain {}
@@ -27,7 +30,12 @@ unsafe impl Sync for Chain {}
 impl Chain {
     /// A chain for `signal`, nothing installed yet.
     pub(crate) const fn new(signal: libc::c_int) -> Self {
-        Chain { signal, previous: UnsafeCell::new(MaybeUninit::uninit()), installed: Once::new() }
+        Chain {
+            signal,
+            previous: UnsafeCell::new(MaybeUninit::uninit()),
+            ours: UnsafeCell::new(MaybeUninit::uninit()),
+            installed: Once::new(),
+        }
     }
 
     /// Installs `handler` for the signal (idempotent: later calls do nothing), remembering the
@@ -46,6 +54,7 @@ impl Chain {
                 act.sa_sigaction = handler as usize;
                 act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
                 libc::sigemptyset(&mut act.sa_mask);
+                (*self.ours.get()).write(act);
                 let previous = (*self.previous.get()).as_mut_ptr();
                 if libc::sigaction(self.signal, &act, previous) != 0 {
                     panic!(
@@ -58,22 +67,40 @@ impl Chain {
         });
     }
 
-    /// Hands a fault ours does not own to the previous handler. With none (the default action,
-    /// or ignore, which the kernel does not honour for a fault), restores the default action, so
-    /// the faulting instruction runs again on return and the process dies of the signal, as it
-    /// would have without ours. Async-signal-safe: no lock, no allocation.
+    /// Hands a signal ours does not own to the previous handler. Async-signal-safe: no lock, no
+    /// allocation.
+    ///
+    /// - A fault the kernel raised (`si_code > 0`): to the previous handler; with none (the
+    ///   default action, or ignore, which the kernel does not honour for a fault) the default
+    ///   action is restored, so the faulting instruction runs again on return and the process
+    ///   dies of the signal, as it would have without ours.
+    /// - A signal another process (or thread) sent (`si_code <= 0`: `kill`, `sigqueue`,
+    ///   `tgkill`): it faulted nothing, so it never changes our handlers. A previous handler
+    ///   gets it, and should that handler reset the signal's action (as wasmtime's does, to let
+    ///   a fault re-run into the default), ours is put back; the default action ends the process
+    ///   now, by the signal; ignore ignores it.
     ///
     /// Call it only from the handler [`Chain::install`] installed, with the arguments the
     /// kernel passed to it.
     pub(crate) fn forward(&self, sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
         debug_assert!(self.installed.is_completed());
+        // SAFETY: the kernel passes a valid siginfo to SA_SIGINFO handlers.
+        let sent = unsafe { (*info).si_code } <= 0;
         // SAFETY: our handler runs only once installed, and `previous` was fully written before
         // that (see `install`); it is never written again.
         let previous = unsafe { (*self.previous.get()).assume_init_ref() };
         let handler = previous.sa_sigaction;
+        if handler == libc::SIG_IGN && sent {
+            return;
+        }
         if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
+            if sent {
+                self.die_now();
+            }
             self.die_on_return();
-        } else if previous.sa_flags & libc::SA_SIGINFO != 0 {
+            return;
+        }
+        if previous.sa_flags & libc::SA_SIGINFO != 0 {
             // SAFETY: installed with SA_SIGINFO, so it has the three-argument signature
             // (wasmtime's does); `info` and `ctx` are the kernel's, passed on unchanged.
             let f: Handler = unsafe { std::mem::transmute::<usize, Handler>(handler) };
@@ -83,6 +110,40 @@ impl Chain {
             let f: extern "C" fn(libc::c_int) =
                 unsafe { std::mem::transmute::<usize, extern "C" fn(libc::c_int)>(handler) };
             f(sig);
+        }
+        if sent {
+            self.keep_ours();
+        }
+    }
+
+    /// Puts our action back if it is no longer the signal's. Async-signal-safe.
+    fn keep_ours(&self) {
+        // SAFETY: `ours` was written before our handler was installed (see `install`), and this
+        // runs only in it; `sigaction` is async-signal-safe, and a zeroed sigaction is a valid
+        // out argument.
+        unsafe {
+            let ours = (*self.ours.get()).assume_init_ref();
+            let mut now: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(self.signal, std::ptr::null(), &mut now) == 0 && now.sa_sigaction != ours.sa_sigaction {
+                libc::sigaction(self.signal, ours, std::ptr::null_mut());
+            }
+        }
+    }
+
+    /// Ends the process now with the signal's default action (a signal another process sent,
+    /// where no handler preceded ours). Async-signal-safe; does not return.
+    fn die_now(&self) -> ! {
+        self.die_on_return();
+        // SAFETY: `raise`, `sigprocmask` and `_exit` are async-signal-safe. The action is the
+        // default now, and the signal unblocked (SA_NODEFER keeps it so in our handler; made
+        // sure here), so `raise` ends the process; `_exit` covers the impossible return.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, self.signal);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            libc::raise(self.signal);
+            libc::_exit(128 + self.signal)
         }
     }
 

@@ -1,0 +1,171 @@
+//! Issue 21, item 7: a SIGBUS or SIGSEGV that another process sends (`kill -BUS`, `kill -SEGV`)
+//! faulted nothing. It must never uninstall the fault handlers: before, the guard handed it to
+//! the previous handler, which (as wasmtime's does) reset the signal to its default action
+//! expecting a faulting instruction to re-run, so the next real fault in a dataset mapping
+//! killed the process. Each case runs in a child process of its own (this test binary again),
+//! as it installs handlers and receives signals.
+
+mod common;
+
+use common::{GuestLikeMemory, catalog};
+use famfs_host_api::cow::BLOCK;
+use famfs_host_api::mapper::{MapLimits, MapTechnique, Mapper, WASM_PAGE};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const CHILD: &str = "FAMFS_SENT_SIGNALS_CHILD";
+
+fn is_child(name: &str) -> bool {
+    std::env::var(CHILD).is_ok_and(|v| v == name)
+}
+
+/// Runs test `name` in a child process and returns its output (at most 60 s).
+fn in_child(name: &str) -> Output {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("{name} still ran after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Sends `sig` to this process from another process, as `kill -SIG PID` does.
+fn kill_from_outside(sig: &str) {
+    let st = Command::new("kill").arg(format!("-{sig}")).arg(std::process::id().to_string()).status().unwrap();
+    assert!(st.success(), "kill -{sig}");
+}
+
+/// Calls of [`previous`] so far.
+static PREVIOUS_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// A handler installed before the guard's, doing what wasmtime's does with a signal that is not
+/// its own fault: reset the signal to its default action (so that a faulting instruction would
+/// re-run and kill the process) and return.
+extern "C" fn previous(sig: libc::c_int, _info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    PREVIOUS_CALLS.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: a zeroed sigaction with SIG_DFL is a valid argument; sigaction is
+    // async-signal-safe.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(sig, &act, std::ptr::null_mut());
+    }
+}
+
+fn install_previous(sig: libc::c_int) {
+    // SAFETY: a zeroed sigaction filled in here is valid; `previous` has the SA_SIGINFO
+    // signature.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = previous as *const () as usize;
+        act.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut act.sa_mask);
+        assert_eq!(libc::sigaction(sig, &act, std::ptr::null_mut()), 0);
+    }
+}
+
+/// The handler the kernel would run for `sig` now.
+fn action(sig: libc::c_int) -> usize {
+    // SAFETY: a zeroed sigaction is a valid out argument.
+    unsafe {
+        let mut now: libc::sigaction = std::mem::zeroed();
+        assert_eq!(libc::sigaction(sig, std::ptr::null(), &mut now), 0);
+        now.sa_sigaction
+    }
+}
+
+fn wait_for_calls(n: usize) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while PREVIOUS_CALLS.load(Ordering::SeqCst) < n {
+        assert!(Instant::now() < until, "the previous handler never got the signal");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn sent_fault_signals_are_passed_on_and_the_handlers_stay() {
+    const NAME: &str = "sent_fault_signals_are_passed_on_and_the_handlers_stay";
+    if !is_child(NAME) {
+        let o = in_child(NAME);
+        let out = text(&o);
+        assert!(o.status.success(), "the child died ({:?}): the handlers were gone\n{out}", o.status);
+        assert!(out.contains("after kill -BUS: a truncated mapping read 0, media error at 131072"), "{out}");
+        assert!(out.contains("after kill -SEGV: a store got its private copy"), "{out}");
+        return;
+    }
+    install_previous(libc::SIGBUS);
+    install_previous(libc::SIGSEGV);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.bin");
+    std::fs::write(&path, vec![1u8; 4 * WASM_PAGE as usize]).unwrap();
+    std::fs::write(dir.path().join("s.bin"), vec![7u8; BLOCK]).unwrap();
+    let cat = catalog(dir.path());
+    let mem = GuestLikeMemory::new(32 << 20);
+    let mut private = Mapper::new(MapLimits::default()).unwrap();
+    let mut shared = Mapper::new(MapLimits { technique: MapTechnique::Shared, ..MapLimits::default() }).unwrap();
+    let (guard, cow) = (action(libc::SIGBUS), action(libc::SIGSEGV));
+    assert_ne!(guard, previous as *const () as usize);
+    assert_ne!(cow, previous as *const () as usize);
+    let at = 4 * WASM_PAGE as u32;
+    private.map(mem.lm(), &cat.open("f.bin").unwrap(), 0, 4 * WASM_PAGE as u32, at, false).unwrap();
+    let s_at = (4 * BLOCK) as u32;
+    shared.map(mem.lm(), &cat.open("s.bin").unwrap(), 0, BLOCK as u32, s_at, false).unwrap();
+
+    // Sent SIGBUS: the previous handler gets it, the guard stays and still repairs a real fault.
+    kill_from_outside("BUS");
+    wait_for_calls(1);
+    assert_eq!(action(libc::SIGBUS), guard, "kill -BUS changed the SIGBUS handler");
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(WASM_PAGE).unwrap();
+    let v = mem.load(at + 2 * WASM_PAGE as u32);
+    let faults = private.take_faults();
+    println!("after kill -BUS: a truncated mapping read {v}, media error at {}", faults[0].offset);
+
+    // Sent SIGSEGV: likewise for the copy-on-write handler.
+    kill_from_outside("SEGV");
+    wait_for_calls(2);
+    assert_eq!(action(libc::SIGSEGV), cow, "kill -SEGV changed the SIGSEGV handler");
+    mem.store(s_at + 5, 9);
+    assert_eq!((mem.load(s_at + 5), mem.load(s_at + 6)), (9, 7));
+    assert_eq!(std::fs::read(dir.path().join("s.bin")).unwrap(), vec![7u8; BLOCK]);
+    println!("after kill -SEGV: a store got its private copy");
+}
+
+#[test]
+fn a_sent_sigbus_with_no_handler_before_the_guard_ends_the_process() {
+    const NAME: &str = "a_sent_sigbus_with_no_handler_before_the_guard_ends_the_process";
+    if !is_child(NAME) {
+        let o = in_child(NAME);
+        // As without the guard: the default action, death by the signal (not a survivor whose
+        // handlers were reset to the default).
+        assert_eq!(o.status.signal(), Some(libc::SIGBUS), "{:?}\n{}", o.status, text(&o));
+        return;
+    }
+    // Rust's runtime installs a SIGBUS handler of its own (for stack overflows) at start-up:
+    // take it away, as in a program that has none.
+    // SAFETY: a zeroed sigaction with SIG_DFL is a valid argument.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = libc::SIG_DFL;
+        assert_eq!(libc::sigaction(libc::SIGBUS, &act, std::ptr::null_mut()), 0);
+    }
+    let _m = Mapper::new(MapLimits::default()).unwrap();
+    kill_from_outside("BUS");
+    std::thread::sleep(Duration::from_secs(5));
+    println!("survived kill -BUS");
+}
