@@ -2,10 +2,12 @@
 //! backing file as an NVDIMM, which the guest's kernel turns into `/dev/dax0.0` (`docs/dax.md`).
 //!
 //! A machine runs the host's own programs: the host's `/` is shared read-only over virtio-9p
-//! and the command runs chrooted into it, with its own `/proc`, `/sys`, `/dev`, `/tmp`, `/run`,
-//! `/dev/shm` and `/opt/famfs` (its system UUID). A writable scratch directory is shared at the
-//! same absolute path inside as outside, so paths in it mean the same on both sides (the
-//! guest's `/tmp` and `/dev/shm` are its own: share files through the scratch directory). Several
+//! and the command runs chrooted into it, with its own `/proc`, `/sys`, `/dev`, `/run`,
+//! `/dev/shm`, `/var/tmp` (its `TMPDIR`) and `/opt/famfs` (its system UUID); the host's `/tmp`
+//! stays visible, read-only, so that a clone there works inside too. A writable scratch
+//! directory is shared at the same absolute path inside as outside, so paths in it mean the same
+//! on both sides (the guest's `/dev/shm` and `/var/tmp` are its own: share files through the
+//! scratch directory). Several
 //! machines started on one backing file are several hosts sharing one memory device.
 //!
 //! The usual pattern re-runs the current test binary inside a machine:

@@ -121,6 +121,13 @@ fn same_answer(image: &str, cache: &Path, extra: &[&str], guest: &Path, args: &[
     assert_eq!(on_image["result"]["exit_code"], 0, "on the image: {on_image}");
     assert_eq!(on_dax["result"]["exit_code"], 0, "on the device: {on_dax}");
     assert_eq!(on_dax["stdout"], on_image["stdout"], "{} {args:?}: device and image disagree", guest.display());
+    let name = guest.file_name().unwrap().to_string_lossy();
+    let ms = |v: &Value| v["metrics"]["run_ms"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "\ndax-run: {name} {args:?}: same answer; run {:.1} ms on the image, {:.1} ms on {DEV}",
+        ms(&on_image),
+        ms(&on_dax)
+    );
     on_dax
 }
 
@@ -136,6 +143,7 @@ fn famfsctl_and_guests_work_on_a_real_device_dax() {
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{}", out.timings());
     out.assert_success();
+    eprintln!("{}", out.output.lines().filter(|l| l.starts_with("dax-run:")).collect::<Vec<_>>().join("\n"));
 }
 
 #[test]
@@ -367,11 +375,11 @@ fn inside_fsdax() {
     // by construction, so DAX can map 2 MiB pages; mounted with -o dax (the stand-in for a famfs
     // mount that these machines can run).
     ok(Command::new("mkfs.ext4").args(["-F", "-q", "-b", "4096", "-O", "bigalloc", "-C", "2097152", "/dev/pmem0"]));
-    let mnt = Path::new("/tmp/fsdax");
+    let mnt = &std::env::temp_dir().join("fsdax");
     std::fs::create_dir_all(mnt).unwrap();
     ok(Command::new("mount").args(["-o", "dax"]).arg("/dev/pmem0").arg(mnt));
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    assert!(mounts.lines().any(|l| l.contains("/tmp/fsdax") && l.contains("dax")), "{mounts}");
+    assert!(mounts.lines().any(|l| l.contains(s(mnt)) && l.contains("dax")), "{mounts}");
     let size = 64usize << 20;
     let data = text(size, 7);
     std::fs::create_dir_all(mnt.join("data")).unwrap();
@@ -469,7 +477,9 @@ fn two_hosts_share_one_memory_device() {
         let out = c.wait().unwrap_or_else(|e| panic!("{e}"));
         eprintln!("{}", out.timings());
         out.assert_success();
-        eprintln!("{}", out.output.lines().filter(|l| l.starts_with("client:")).collect::<Vec<_>>().join("\n"));
+        let lines: Vec<&str> =
+            out.output.lines().filter(|l| l.starts_with("client:") || l.starts_with("dax-run:")).collect();
+        eprintln!("{}", lines.join("\n"));
     }
     let out = master.wait().unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{}", out.timings());
@@ -553,7 +563,9 @@ fn inside_client() {
     let v = same_answer(s(&image), &cache, &[], &guest("arrow-agg"), &["data/readings.arrow", "site", "celsius"]);
     assert!(v["metrics"]["bytes_mapped"].as_u64().unwrap() >= all[4].1.len() as u64, "{v}");
     assert_eq!(v["metrics"]["bytes_copied"], 0, "{v}");
-    println!("client: {me}: wc and arrow-agg agree with the image, zero-copy (wc on both: {wc_ms:.0} ms)");
+    println!(
+        "\nclient: {me}: wc and arrow-agg agree with the image, zero-copy (wc on both, with start-up: {wc_ms:.0} ms)"
+    );
 
     // Watch for the master's new files without restarting: one process re-reads the log and
     // runs sum-u64 over each new file, comparing with the bytes the master wrote.
@@ -578,6 +590,6 @@ fn inside_client() {
     assert_eq!(fields[..4], ["verified", n.as_str(), "mismatches", "0"], "{rest}");
     let early: u64 = fields[9].parse().unwrap();
     assert!(early > 0, "{me} saw files while the master was still appending: {rest}");
-    println!("client: {me}: {}", rest.trim());
+    println!("\nclient: {me}: {}", rest.trim());
     vm::write_signal(shared.join(format!("{me}-done")), b"").unwrap();
 }
