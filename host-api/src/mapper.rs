@@ -134,7 +134,7 @@ impl Default for MapLimits {
 /// Why a mapper cannot be made.
 pub type MapperError = sigbus::GuardError;
 
-/// Populate at most this much at a time, checking the interrupt in between.
+/// Populate (or copy) at most this much at a time, checking the interrupt in between.
 const POPULATE_CHUNK: usize = 64 << 20;
 
 /// One live mapping.
@@ -389,9 +389,10 @@ impl Mapper {
                         ErrorCode::Io
                     })
                 }
-                map_plan::How::Copy => copy_in(dataset, offset + part.range_offset, addr, part.len).map(|n| {
-                    copied += n;
-                }),
+                map_plan::How::Copy => copy_in(dataset, offset + part.range_offset, addr, part.len, &self.interrupt)
+                    .map(|n| {
+                        copied += n;
+                    }),
             };
             if let Err(code) = done {
                 let dataset = dataset.name().into();
@@ -526,8 +527,16 @@ impl Mapper {
 }
 
 /// Copies `len` dataset bytes from `dataset_offset` into guest memory at host address `dst`
-/// (bytes past the dataset's end read as zeros, as a mapping shows them); the bytes copied.
-fn copy_in(dataset: &Dataset, dataset_offset: u64, dst: usize, len: u64) -> Result<u64, ErrorCode> {
+/// (bytes past the dataset's end read as zeros, as a mapping shows them); the bytes copied. A
+/// guest may ask for gigabytes placed so that nothing maps: the copy goes `POPULATE_CHUNK` at a
+/// time and stops (an `io` error the stopped guest never sees) once `interrupt` is raised.
+fn copy_in(
+    dataset: &Dataset,
+    dataset_offset: u64,
+    dst: usize,
+    len: u64,
+    interrupt: &Interrupt,
+) -> Result<u64, ErrorCode> {
     if len == 0 {
         return Ok(0);
     }
@@ -538,7 +547,11 @@ fn copy_in(dataset: &Dataset, dataset_offset: u64, dst: usize, len: u64) -> Resu
     let avail = dataset.len().saturating_sub(dataset_offset).min(len) as usize;
     let mut done = 0;
     while done < avail {
-        match dataset.read_at(dataset_offset + done as u64, &mut buf[done..avail])? {
+        if interrupt.is_raised() {
+            return Err(ErrorCode::Io);
+        }
+        let upto = avail.min(done + POPULATE_CHUNK);
+        match dataset.read_at(dataset_offset + done as u64, &mut buf[done..upto])? {
             0 => break,
             n => done += n,
         }

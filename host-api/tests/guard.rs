@@ -8,8 +8,7 @@ mod common;
 use common::{GuestLikeMemory, catalog};
 use famfs_host_api::mapper::{MapLimits, Mapper, WASM_PAGE};
 use famfs_host_api::{ErrorCode, Interrupt, sigbus};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Set in the child process, to the test it is to run.
 const CHILD: &str = "FAMFS_GUARD_TEST_CHILD";
@@ -21,27 +20,7 @@ fn kernel_mappings() -> usize {
 /// Runs test `name` in a child process (with [`CHILD`] set), waiting at most `limit`; returns
 /// its output. A child still running after `limit` is killed and the test fails.
 fn in_child(name: &str, limit: Duration) -> String {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, name)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{name} still ran after {limit:?} (a handler that loops?)\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = common::run_in_child(name, CHILD, limit);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{name} failed in its child process: {:?}\n{text}", out.status);
     text

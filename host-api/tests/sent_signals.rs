@@ -23,22 +23,7 @@ fn is_child(name: &str) -> bool {
 
 /// Runs test `name` in a child process and returns its output (at most 60 s).
 fn in_child(name: &str) -> Output {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, name)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("{name} still ran after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    common::run_in_child(name, CHILD, Duration::from_secs(60))
 }
 
 fn text(o: &Output) -> String {

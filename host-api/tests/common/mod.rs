@@ -1,4 +1,5 @@
-//! What the host-api integration tests share: a stand-in guest memory and a catalog.
+//! What the host-api integration tests share: a stand-in guest memory, a catalog, and running
+//! one test in a child process of its own.
 #![allow(dead_code)]
 
 use famfs_host_api::Catalog;
@@ -68,4 +69,32 @@ pub fn catalog(dir: &Path) -> Catalog {
     let mut c = Catalog::open_mount(dir).unwrap();
     c.grant("/").unwrap();
     c
+}
+
+/// Runs test `name` of this test binary again in a child process, with `marker=name` in its
+/// environment (so the test knows it is the child), for tests that install signal handlers,
+/// receive signals or count the process's kernel mappings. Waits at most `limit`: a child still
+/// running then (a handler that loops?) is killed and the test fails.
+pub fn run_in_child(name: &str, marker: &str, limit: std::time::Duration) -> std::process::Output {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(marker, name)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{name} still ran after {limit:?} (a handler that loops?)\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
 }
