@@ -246,7 +246,7 @@ impl catalog::HostDataset for &mut ComponentHost {
         at: u32,
         options: types::MapFlags,
     ) -> Trappable<Result<Resource<MappingEntry>, types::ErrorCode>> {
-        let reserved = u64::from(len).div_ceil(crate::mapper::WASM_PAGE) * crate::mapper::WASM_PAGE;
+        let reserved = crate::mapper::room_for(len);
         self.map_reserved(d, offset, len, at, reserved, options)
     }
 

@@ -266,7 +266,7 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
         MODULE,
         "[method]dataset.map",
         |c: Caller<'_, T>, h: u32, offset: u64, len: u32, at: u32, flags: u32, ret: u32| -> Result<()> {
-            let reserved = u64::from(len).div_ceil(crate::mapper::WASM_PAGE) * crate::mapper::WASM_PAGE;
+            let reserved = crate::mapper::room_for(len);
             map_call(c, h, offset, len, at, reserved, flags, ret)
         },
     )?;

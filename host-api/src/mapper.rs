@@ -68,6 +68,12 @@ impl LinearMemory {
     }
 }
 
+/// The room `dataset.map` takes the guest to have reserved for `len` bytes: `len` rounded up
+/// to the wasm page.
+pub fn room_for(len: u32) -> u64 {
+    u64::from(len).div_ceil(WASM_PAGE) * WASM_PAGE
+}
+
 /// How a dataset is mapped into a guest's memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MapTechnique {
@@ -271,8 +277,7 @@ impl Mapper {
         at: u32,
         populate: bool,
     ) -> Result<u32, ErrorCode> {
-        let reserved = u64::from(len).div_ceil(WASM_PAGE) * WASM_PAGE;
-        self.map_into(mem, dataset, offset, len, at, reserved, populate)
+        self.map_into(mem, dataset, offset, len, at, room_for(len), populate)
     }
 
     /// Maps `dataset[offset .. offset + len]` at guest address `at`, where the guest reserved
