@@ -51,6 +51,24 @@ pub(crate) fn open(root: BorrowedFd<'_>, path: &str, want: Want) -> Result<Owned
     parent.ok_or(ErrorCode::NotFound)
 }
 
+/// Opens the directory `path` (`/`-separated; leading and trailing `/` ignored; empty for
+/// `root` itself) beneath the directory `root`, following no symbolic link below `root`: what a
+/// mount's directory exposed to a guest as a WASI preopen must be opened with, so that a link
+/// planted in the tree cannot hand the guest a directory outside it. `root` itself is opened as
+/// given: it is the operator's choice.
+pub fn open_dir(root: &std::path::Path, path: &str) -> Result<OwnedFd, ErrorCode> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let top = rustix::fs::open(root, flags, Mode::empty()).map_err(|e| match e {
+        Errno::NOENT | Errno::NOTDIR => ErrorCode::NotFound,
+        Errno::ACCESS | Errno::PERM => ErrorCode::NotPermitted,
+        _ => ErrorCode::Io,
+    })?;
+    match path.trim_matches('/') {
+        "" => Ok(top),
+        rel => open(top.as_fd(), rel, Want::Dir),
+    }
+}
+
 /// The WIT code for a failed `openat` of `name` in `dir`: a symbolic link is `not-permitted`
 /// (`ELOOP` for the last component; `ENOTDIR` for one on the way, told apart from a plain
 /// file there by a look at the entry itself).

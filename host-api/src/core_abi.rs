@@ -25,7 +25,7 @@ use crate::error::ErrorCode;
 use crate::handles::HandleTable;
 use crate::interrupt::Interrupt;
 use crate::limits::{HostLimits, MAX_READ};
-use crate::mapper::{LinearMemory, Mapper, MapperError, MediaError};
+use crate::mapper::{LinearMemory, Mapper, MapperError, MappingFault};
 use wasmtime::{AsContext, Caller, Linker, Memory, Result, TypedFunc, bail};
 
 /// The import module name.
@@ -72,9 +72,9 @@ impl DatasetHost {
         &mut self.mapper
     }
 
-    /// Media errors seen by this guest's mappings so far; the runtime fails the invocation
-    /// when there is one.
-    pub fn take_media_errors(&mut self) -> Vec<MediaError> {
+    /// Faults seen by this guest's mappings so far; the runtime fails the invocation when
+    /// there is one.
+    pub fn take_faults(&mut self) -> Vec<MappingFault> {
         self.mapper.take_faults()
     }
 }

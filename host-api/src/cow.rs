@@ -22,8 +22,15 @@
 //! The device never changes (it is mapped read-only, and opened `O_RDONLY`). The copy is part
 //! of the guest's memory, which the limiter already counts. Each block copied adds at most two
 //! kernel mappings; a mapping charges them to the process budget ([`crate::map_budget`]) when it
-//! is made. Should the copy be impossible (no memory), the fault goes on to wasmtime's handler:
-//! a trap for guest code, the process's end for host code, as without this handler.
+//! is made.
+//!
+//! Should the copy be impossible (no memory: `RLIMIT_AS`, `RLIMIT_DATA`, strict overcommit),
+//! the block becomes anonymous zeros in place, a shared map that grows neither limit, and the slot
+//! records a [`CopyFailed`](crate::sigbus::FaultCause::CopyFailed) fault: the store lands in
+//! the zeros, the runtime stops the guest at its next epoch tick and the invocation fails with
+//! "out of memory copying a dataset block". Only when the kernel refuses even that (strict
+//! overcommit with less than a block of commit left) is the whole range made inaccessible: a
+//! store by guest code then traps, one by host code ends the process.
 //!
 //! 2 MiB is the split granularity of typical device-dax (a dax mapping can be split only at
 //! its alignment), so a block never splits the device mapping anywhere else; image files and
@@ -156,7 +163,7 @@ extern "C" fn on_sigsegv(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
 
 /// Gives the block around `addr` of a shared registration its private copy.
 fn copy_on_write(addr: usize) -> Handled {
-    let (start, len, first) = match crate::sigbus::registered_shared(addr) {
+    let (slot, start, len, first) = match crate::sigbus::registered_shared(addr) {
         Ok(Some(hit)) => hit,
         Ok(None) => return Handled::Pass,
         // Torn down on another thread as we looked: whatever is there now decides.
@@ -176,6 +183,50 @@ fn copy_on_write(addr: usize) -> Handled {
         // of the range it locks), so the store now succeeds.
         Err(_) => return Handled::Retry,
     }
+    if copy_block(block_start, n) {
+        state.store(PRIVATE, Ordering::Release);
+        COPIES.fetch_add(1, Ordering::Relaxed);
+        return Handled::Retry;
+    }
+    // No memory for the copy. The store must still land somewhere, or host code storing into
+    // guest memory (a `memory.fill`, a WASI read, a host call's result) would die here: the
+    // block becomes zeros in place, and the fault is recorded, so the runtime stops the guest at
+    // its next epoch tick and the zeros never become a result. The zeros are a *shared*
+    // anonymous map: not private data, so `RLIMIT_DATA` does not apply (a private one would
+    // push the data size past the limit and refuse the next block); replacing as many pages as
+    // it adds, so `RLIMIT_AS` cannot refuse it; `MAP_NORESERVE`, so it asks no commit charge
+    // unless overcommit is strict.
+    crate::sigbus::record(slot, addr - start, crate::sigbus::FaultCause::CopyFailed);
+    // SAFETY: `block_start .. block_end` lies in the registered mapping, inside the guest's
+    // linear memory, page-aligned and a whole number of pages (see `copy_block`); replacing it
+    // with zeroed read-write memory that nothing else maps changes only what that guest sees
+    // there, and the guest is stopped for it. `mmap` is async-signal-safe.
+    let zeroed = unsafe {
+        libc::mmap(
+            block_start as *mut libc::c_void,
+            n,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_FIXED | libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if zeroed != libc::MAP_FAILED {
+        state.store(PRIVATE, Ordering::Release);
+        return Handled::Retry;
+    }
+    // Not even that (strict overcommit with no commit left): the whole range becomes
+    // inaccessible, so a wasm store traps in wasmtime's handler; a store by host code ends the
+    // process, as any other allocation the kernel refused it would.
+    state.store(SHARED, Ordering::Release);
+    crate::sigbus::lock(slot, start, len);
+    Handled::Pass
+}
+
+/// Copies the `n` bytes of the block at `block_start` into fresh memory and moves that over the
+/// block; whether it did. On failure the block holds the device's pages, or (when `mremap`
+/// failed after unmapping its target) nothing: the caller puts zeros in place either way.
+fn copy_block(block_start: usize, n: usize) -> bool {
     // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing. MAP_POPULATE
     // has the kernel allocate its pages in one go (an anonymous map: nothing is copied), instead
     // of one page fault per 4 KiB during the copy below.
@@ -190,13 +241,12 @@ fn copy_on_write(addr: usize) -> Handled {
         )
     };
     if copy == libc::MAP_FAILED {
-        state.store(SHARED, Ordering::Release);
-        return Handled::Pass;
+        return false;
     }
-    // SAFETY: `block_start .. block_end` lies in the registered mapping, readable (PROT_READ,
-    // shared); `copy` is `n` bytes of fresh read-write memory; the ranges are distinct. A page
-    // of the source that is gone raises SIGBUS here, which the SIGBUS guard repairs (zeros) and
-    // records as a media error of the guest, whose invocation then fails.
+    // SAFETY: `block_start .. block_start + n` lies in the registered mapping, readable
+    // (PROT_READ, shared); `copy` is `n` bytes of fresh read-write memory; the ranges are
+    // distinct. A page of the source that is gone raises SIGBUS here, which the SIGBUS guard
+    // repairs (zeros) and records as a media error of the guest, whose invocation then fails.
     unsafe { std::ptr::copy_nonoverlapping(block_start as *const u8, copy.cast::<u8>(), n) };
     // SAFETY: moves the private copy over the block: the kernel unmaps the block's shared pages
     // and puts the copy in their place in one step under the process's mapping lock, so another
@@ -209,12 +259,9 @@ fn copy_on_write(addr: usize) -> Handled {
     if moved == libc::MAP_FAILED {
         // SAFETY: the copy made above, not moved: ours to unmap.
         unsafe { libc::munmap(copy, n) };
-        state.store(SHARED, Ordering::Release);
-        return Handled::Pass;
+        return false;
     }
-    state.store(PRIVATE, Ordering::Release);
-    COPIES.fetch_add(1, Ordering::Relaxed);
-    Handled::Retry
+    true
 }
 
 #[cfg(test)]

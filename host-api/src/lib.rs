@@ -15,7 +15,7 @@
 //!   and the `handler` world's export; [`guest_memory`] finds a component's memory.
 #![deny(missing_docs)]
 
-mod beneath;
+pub mod beneath;
 pub mod catalog;
 #[cfg(feature = "wasmtime")]
 pub mod component;
@@ -40,4 +40,4 @@ pub use core_abi::{DatasetHost, DatasetView};
 pub use error::ErrorCode;
 pub use interrupt::Interrupt;
 pub use limits::HostLimits;
-pub use mapper::{MapLimits, MapTechnique, Mapper, MediaError};
+pub use mapper::{MapLimits, MapTechnique, Mapper, MappingFault, MediaError};

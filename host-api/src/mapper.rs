@@ -183,6 +183,53 @@ pub struct MediaError {
     pub offset: u64,
 }
 
+/// What stopped one of a guest's mappings from showing the dataset's bytes; the guest is
+/// stopped for it and its invocation fails.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MappingFault {
+    /// The memory behind the mapping failed, or the file shrank.
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    /// A store into the mapping (by the guest, or by the host for it) needed a private copy of
+    /// its block, and the host had no memory to make one.
+    #[error(
+        "out of memory copying a dataset block: a store into dataset {dataset} at offset {offset} needed a private copy of its block and the host could not allocate one; give the process more memory or run fewer guests at once"
+    )]
+    CopyFailed {
+        /// Dataset name.
+        dataset: String,
+        /// Byte offset within the dataset of the store.
+        offset: u64,
+    },
+}
+
+impl MappingFault {
+    /// The dataset of the faulting mapping.
+    pub fn dataset(&self) -> &str {
+        match self {
+            MappingFault::Media(m) => &m.dataset,
+            MappingFault::CopyFailed { dataset, .. } => dataset,
+        }
+    }
+
+    /// Byte offset within the dataset of the fault.
+    pub fn offset(&self) -> u64 {
+        match self {
+            MappingFault::Media(m) => m.offset,
+            MappingFault::CopyFailed { offset, .. } => *offset,
+        }
+    }
+
+    /// The fault `fault` of the mapping of `dataset` from `offset`.
+    fn of(dataset: &str, offset: u64, fault: sigbus::Fault) -> MappingFault {
+        let (dataset, offset) = (dataset.to_string(), offset + fault.offset as u64);
+        match fault.cause {
+            sigbus::FaultCause::Media => MappingFault::Media(MediaError { dataset, offset }),
+            sigbus::FaultCause::CopyFailed => MappingFault::CopyFailed { dataset, offset },
+        }
+    }
+}
+
 /// The live mappings of one guest instance, keyed by guest address.
 pub struct Mapper {
     live: BTreeMap<u32, Live>,
@@ -191,7 +238,7 @@ pub struct Mapper {
     stuck: Vec<Live>,
     bytes_mapped: u64,
     bytes_copied: u64,
-    faults: Vec<MediaError>,
+    faults: Vec<MappingFault>,
     limits: MapLimits,
     /// Kernel mappings the live mappings hold.
     kernel_mappings: usize,
@@ -496,7 +543,7 @@ impl Mapper {
         }
     }
 
-    /// Whether any of this guest's mappings, live or unmapped, has seen a media error (cheap
+    /// Whether any of this guest's mappings, live or unmapped, has seen a fault (cheap
     /// enough for every epoch tick).
     pub fn has_fault(&self) -> bool {
         !self.faults.is_empty()
@@ -510,20 +557,18 @@ impl Mapper {
     }
 
     fn note_fault(&mut self, l: &Live) {
-        if let Some(off) = l.guard.fault() {
-            self.faults.push(MediaError { dataset: l.dataset.clone(), offset: l.offset + off as u64 });
+        if let Some(f) = l.guard.fault() {
+            self.faults.push(MappingFault::of(&l.dataset, l.offset, f));
         }
     }
 
-    /// Media errors seen since the last call (on live and unmapped mappings).
-    pub fn take_faults(&mut self) -> Vec<MediaError> {
-        let live: Vec<MediaError> = self
+    /// Faults seen since the last call (on live and unmapped mappings).
+    pub fn take_faults(&mut self) -> Vec<MappingFault> {
+        let live: Vec<MappingFault> = self
             .live
             .values()
             .chain(&self.stuck)
-            .filter_map(|l| {
-                l.guard.fault().map(|off| MediaError { dataset: l.dataset.clone(), offset: l.offset + off as u64 })
-            })
+            .filter_map(|l| l.guard.fault().map(|f| MappingFault::of(&l.dataset, l.offset, f)))
             .collect();
         let mut all = std::mem::take(&mut self.faults);
         all.extend(live);

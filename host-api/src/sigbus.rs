@@ -12,7 +12,10 @@
 //!   guest [`reserve`]d for itself beforehand: one guest can never take the slots another
 //!   needs, and the table holds [`CAPACITY`] slots, enough for every concurrent guest's cap
 //!   (the runtime checks its concurrency × the per-guest cap against it).
-//! - A fault that the kernel raised (`si_code > 0`) inside a registered range is repaired by
+//! - [`install`] also asks for early memory-failure notices: a page found poisoned before any
+//!   load from it is signalled (`BUS_MCEERR_AO`) to this process at once, naming its address.
+//! - A fault that the kernel raised (`si_code > 0`, an early notice included) inside a
+//!   registered range is repaired by
 //!   replacing **the whole registered range** with anonymous zero pages, in one
 //!   `mmap(MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)` (async-signal-safe). The
 //!   range is exactly the pages the mapper mapped, whole kernel mappings, so the replacement
@@ -26,6 +29,8 @@
 //!   `PROT_NONE` (a wasm load from it then traps with an out-of-bounds access, which wasmtime
 //!   handles); should that fail too, the default action is restored and the process dies with
 //!   SIGBUS, as it would have unguarded. It never returns to a load that will fault again.
+//! - An early notice outside every registered range is ignored: the page is unmapped already,
+//!   and a load from it later faults (`BUS_MCEERR_AR`) and is handled as below.
 //! - A fault outside every registered range, or one sent by a process (`kill`, `sigqueue`:
 //!   `si_code <= 0`), goes to the previous handler: called directly when it is a function; when
 //!   it was the default action (or ignore), the default action is restored and the faulting
@@ -53,12 +58,35 @@ struct Slot {
     /// `start_page << LEN_BITS | len_pages`; 0 while the slot is free, being set up or torn
     /// down, so the handler never matches a half-written slot.
     range: AtomicU64,
-    /// Offset of the first fault within the range, plus one; 0 = none.
+    /// The first fault: its offset within the range, plus one, with [`COPY_FAILED`] set when it
+    /// was a store whose private copy could not be made; 0 = none.
     fault: AtomicUsize,
     /// For a shared mapping, the first of its copy-on-write block states in
     /// [`crate::cow`]'s pool; [`NOT_SHARED`] for a private one. Written before the range is
     /// published.
     blocks: AtomicU32,
+}
+
+/// The bit of [`Slot::fault`] that tells a failed copy-on-write from a media error.
+const COPY_FAILED: usize = 1 << (usize::BITS - 1);
+
+/// Why a guarded range stopped showing the dataset's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultCause {
+    /// A load found the memory behind it gone: poisoned, or the file shrank.
+    Media,
+    /// A store needed a private copy of its block ([`crate::cow`]) and the kernel gave no memory
+    /// for one: the block reads zeros now.
+    CopyFailed,
+}
+
+/// The first fault a guarded range saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// Offset within the range.
+    pub offset: usize,
+    /// What happened there.
+    pub cause: FaultCause,
 }
 
 /// [`Slot::blocks`] of a private mapping.
@@ -81,8 +109,20 @@ static CHAIN: Chain = Chain::new(libc::SIGBUS);
 
 /// Installs the process-wide handler (idempotent). Call it after creating the wasmtime engine,
 /// so wasmtime's handlers, if it ever installs one for SIGBUS, are chained behind ours.
+///
+/// It also asks the kernel for *early* memory-failure signals on the calling thread (and the
+/// threads it starts afterwards): `prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY)`.
+/// When the kernel learns that a page is poisoned before anyone loads from it (a patrol scrub,
+/// a CXL device's poison list, a `MADV_HWPOISON`), it unmaps the page everywhere and, to the
+/// processes that asked, sends SIGBUS `BUS_MCEERR_AO` naming each one's address of it. A guest
+/// mapping the page is then stopped with a media error at once, instead of at its next load
+/// (or never, should that load run into the poison itself).
 pub fn install() {
     CHAIN.install(on_sigbus);
+    // Failure costs only the early notice: the load that finds the page gone still faults.
+    let _ = rustix::process::set_machine_check_memory_corruption_kill_policy(Some(
+        rustix::process::MachineCheckMemoryCorruptionKillPolicy::Early,
+    ));
 }
 
 /// Why a range cannot be guarded.
@@ -215,11 +255,14 @@ impl Reservation {
 }
 
 impl Registration {
-    /// Offset within the range of the first fault, if one happened.
-    pub fn fault(&self) -> Option<usize> {
+    /// The range's first fault, if one happened.
+    pub fn fault(&self) -> Option<Fault> {
         match SLOTS[self.slot].fault.load(Ordering::Acquire) {
             0 => None,
-            n => Some(n - 1),
+            n => {
+                let cause = if n & COPY_FAILED != 0 { FaultCause::CopyFailed } else { FaultCause::Media };
+                Some(Fault { offset: (n & !COPY_FAILED) - 1, cause })
+            }
         }
     }
 
@@ -249,26 +292,40 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         && code != libc::SI_KERNEL
         && let Some((slot, start, len)) = registered(addr)
     {
-        let _ = SLOTS[slot].fault.compare_exchange(0, addr - start + 1, Ordering::AcqRel, Ordering::Relaxed);
+        record(slot, addr - start, FaultCause::Media);
         repair(slot, start, len);
+        return;
+    }
+    // An early notice of a poisoned page mapped elsewhere in the process (not a dataset
+    // mapping): advisory, no instruction faulted, and the kernel has unmapped the page, so a
+    // later load from it faults (`BUS_MCEERR_AR`) and is dealt with then. Passed on, it would
+    // reach the default action and end the process for a page it may never touch again.
+    if code == libc::BUS_MCEERR_AO {
         return;
     }
     // Not ours: hand it to whoever was there before.
     CHAIN.forward(sig, info, ctx);
 }
 
-/// The shared registration covering `addr`: (start, len, first block state), or `None`. The
+/// Records the first fault of `slot` (later ones keep it). One atomic operation: called from
+/// the signal handlers.
+pub(crate) fn record(slot: usize, offset: usize, cause: FaultCause) {
+    let word = (offset + 1) | if cause == FaultCause::CopyFailed { COPY_FAILED } else { 0 };
+    let _ = SLOTS[slot].fault.compare_exchange(0, word, Ordering::AcqRel, Ordering::Relaxed);
+}
+
+/// The shared registration covering `addr`: (slot, start, len, first block state), or `None`. The
 /// range is read whole, then the block index, then the range again: if it changed (torn down
 /// on another thread meanwhile), `Err(())` asks the caller to let the instruction run again.
 /// Called from the SIGSEGV handler: no lock, no allocation, one bounded pass.
-pub(crate) fn registered_shared(addr: usize) -> Result<Option<(usize, usize, u32)>, ()> {
+pub(crate) fn registered_shared(addr: usize) -> Result<Option<(usize, usize, usize, u32)>, ()> {
     let Some((slot, start, len)) = registered(addr) else { return Ok(None) };
     let s = &SLOTS[slot];
     let blocks = s.blocks.load(Ordering::Acquire);
     if pack(start, len) != Some(s.range.load(Ordering::Acquire)) {
         return Err(());
     }
-    Ok((blocks != NOT_SHARED).then_some((start, len, blocks)))
+    Ok((blocks != NOT_SHARED).then_some((slot, start, len, blocks)))
 }
 
 /// The registration covering `addr`, as (slot, start, len): each slot's range is read in one
@@ -311,15 +368,25 @@ fn repair(slot: usize, start: usize, len: usize) {
     if replaced != libc::MAP_FAILED {
         return;
     }
-    // SAFETY: the same range as above; PROT_NONE changes no mapping's extent (the range is whole
-    // kernel mappings), so it needs no new one. A wasm load from it then traps in wasmtime's
-    // own SIGSEGV handler instead of faulting here again.
+    if !lock(slot, start, len) {
+        CHAIN.die_on_return();
+    }
+}
+
+/// Makes the registered range `[start, start + len)` of `slot` inaccessible (`PROT_NONE`), the
+/// last resort of both handlers: whether it could. One system call.
+pub(crate) fn lock(slot: usize, start: usize, len: usize) -> bool {
+    // SAFETY: a registered range (see `repair`): pages the mapper mapped inside a guest's
+    // linear memory. PROT_NONE changes no mapping's extent (the range is whole kernel mappings,
+    // copied blocks included), and takes memory away rather than asking for it, so it needs no
+    // new mapping and no memory. A wasm access to it then traps in wasmtime's own SIGSEGV
+    // handler instead of faulting here again.
     if unsafe { libc::mprotect(start as *mut libc::c_void, len, libc::PROT_NONE) } == 0 {
         // A write there now faults for want of any access: not a copy-on-write fault.
         SLOTS[slot].blocks.store(NOT_SHARED, Ordering::Release);
-        return;
+        return true;
     }
-    CHAIN.die_on_return();
+    false
 }
 
 #[cfg(test)]

@@ -121,7 +121,7 @@ fn a_fault_at_the_kernel_mapping_limit_is_repaired_without_looping() {
     let v = mem.load(at + 2 * WASM_PAGE as u32);
     let fault = m.take_faults();
     use std::fmt::Write;
-    let _ = write!(report, "repaired at the limit: fault at {} ({} splits, read {v})", fault[0].offset, split);
+    let _ = write!(report, "repaired at the limit: fault at {} ({} splits, read {v})", fault[0].offset(), split);
     println!("{report}");
     assert_eq!(v, 0);
 }

@@ -130,8 +130,8 @@ fn sigbus_on_a_truncated_file_is_caught_and_reported() {
     assert_eq!(mem.bytes(at + past, 16), [0u8; 16]);
     let faults = m.take_faults();
     assert_eq!(faults.len(), 1);
-    assert_eq!(faults[0].dataset, "f.bin");
-    assert_eq!(faults[0].offset, u64::from(past));
+    assert_eq!(faults[0].dataset(), "f.bin");
+    assert_eq!(faults[0].offset(), u64::from(past));
     assert!(faults[0].to_string().contains("media error in dataset f.bin at offset 327680"));
     // Unmapping afterwards is fine and the range is plain memory again.
     assert!(m.unmap(at));

@@ -129,7 +129,7 @@ fn sigbus_under_a_shared_mapping_is_caught_and_reported() {
     assert_eq!(mem.load(at + BLOCK as u32 + 10), 0);
     let faults = m.take_faults();
     assert_eq!(faults.len(), 1);
-    assert_eq!(faults[0].offset, BLOCK as u64 + 10);
+    assert_eq!(faults[0].offset(), BLOCK as u64 + 10);
     mem.store(at + 5, 1);
     assert_eq!(mem.load(at + 5), 1);
 }
@@ -148,4 +148,74 @@ fn a_shared_mapping_is_charged_for_its_copies() {
     assert_eq!(m.map(mem.lm(), &ds, 0, (4 * BLOCK) as u32, BLOCK as u32, false), Err(ErrorCode::NoAddressSpace));
     assert_eq!(m.map(mem.lm(), &ds, 0, (3 * BLOCK) as u32, BLOCK as u32, false), Ok(BLOCK as u32));
     assert_eq!(m.kernel_mappings(), 9);
+}
+
+/// Environment variable that marks the child process of [`a_copy_the_kernel_refuses_fails_the_guest_not_the_process`].
+const COPY_CHILD: &str = "FAMFS_TEST_COPY_REFUSED_CHILD";
+
+/// The process's private writable memory (`VmData`, what `RLIMIT_DATA` limits), in bytes.
+fn data_size() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmData:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// Issue 21, item 1: a store whose private copy the kernel refuses (here `RLIMIT_DATA`, which
+/// `ulimit -d` sets, leaves no room for a 2 MiB copy) went on to the default action and ended
+/// the process with SIGSEGV. Now the store lands in zeros put in place of the block, and the
+/// mapping reports a failed copy, for which the runtime stops the guest. Run in a child process:
+/// before the fix the child died by SIGSEGV.
+#[test]
+fn a_copy_the_kernel_refuses_fails_the_guest_not_the_process() {
+    const NAME: &str = "a_copy_the_kernel_refuses_fails_the_guest_not_the_process";
+    if std::env::var(COPY_CHILD).as_deref() != Ok(NAME) {
+        let out = common::run_in_child(NAME, COPY_CHILD, std::time::Duration::from_secs(60));
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "the child failed ({:?}):\n{text}", out.status);
+        assert!(text.contains("copy refused, store landed"), "{text}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = content(3 * BLOCK);
+    std::fs::write(dir.path().join("d.bin"), &data).unwrap();
+    let ds = catalog(dir.path()).open("d.bin").unwrap();
+    let mem = GuestLikeMemory::new(32 << 20);
+    let mut m = shared();
+    let at = BLOCK as u32;
+    m.map(mem.lm(), &ds, 0, data.len() as u32, at, false).unwrap();
+    // A store with room for its copy: copied.
+    mem.store(at + 3, 0x11);
+    assert_eq!(mem.load(at + 4), data[4], "a copy made with room for it");
+
+    // No room for another 2 MiB of private memory.
+    // SAFETY: getrlimit/setrlimit with valid pointers to a local rlimit.
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_DATA, &mut old) }, 0);
+    let tight = libc::rlimit { rlim_cur: data_size() + (1 << 20), rlim_max: old.rlim_max };
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_DATA, &tight) }, 0);
+    // Two blocks: the zeros put in place of the first must not use up the room for the second.
+    let (b, c) = (at + BLOCK as u32, at + 2 * BLOCK as u32);
+    let untouched = mem.load(c + 9);
+    mem.store(b + 7, 0x5A);
+    mem.store(c + 1, 0x5B);
+    let (stored, after, second) = (mem.load(b + 7), mem.load(b + 8), (mem.load(c + 1), mem.load(c + 9)));
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_DATA, &old) }, 0);
+
+    assert_eq!(stored, 0x5A, "the store landed");
+    assert_eq!(after, 0, "the block is zeros: its bytes could not be copied");
+    assert_eq!(untouched, data[2 * BLOCK + 9], "a block not stored into is still the file's");
+    assert_eq!(second, (0x5B, 0), "the second block's store landed in zeros too");
+    assert_eq!(mem.load(at + 3), 0x11, "the block copied before keeps its store");
+    let faults = m.take_faults();
+    assert_eq!(
+        faults,
+        [famfs_host_api::MappingFault::CopyFailed { dataset: "d.bin".into(), offset: BLOCK as u64 + 7 }],
+        "{faults:?}"
+    );
+    assert!(faults[0].to_string().starts_with("out of memory copying a dataset block"), "{}", faults[0]);
+    assert_eq!(std::fs::read(dir.path().join("d.bin")).unwrap(), data, "the file never changed");
+    assert!(m.unmap(at));
+    println!("copy refused, store landed");
 }

@@ -4,7 +4,7 @@
 use crate::capture::CapturePipe;
 use crate::engine::SandboxEngine;
 use crate::limits::Limits;
-use famfs_host_api::{Catalog, MediaError};
+use famfs_host_api::{Catalog, MappingFault, MediaError};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -171,6 +171,9 @@ pub struct Invocation {
     pub catalog: Catalog,
     /// Read-only WASI preopens: (guest path, host directory).
     pub dirs: Vec<(String, PathBuf)>,
+    /// Read-only WASI preopens of directories inside a mount, opened beneath it when added
+    /// ([`add_dir`](Self::add_dir)): (guest path, the open directory).
+    pub mount_dirs: Vec<(String, std::sync::Arc<std::os::fd::OwnedFd>)>,
     /// Read-only WASI preopens served from the famfs image or dax device itself, no mount
     /// needed (components only; see [`crate::wasi_fs`]).
     pub famfs_dirs: Vec<(String, String)>,
@@ -194,6 +197,7 @@ impl Invocation {
             env: Vec::new(),
             catalog: Catalog::empty(),
             dirs: Vec::new(),
+            mount_dirs: Vec::new(),
             famfs_dirs: Vec::new(),
             entry: Entry::Command,
             limits: Limits::default(),
@@ -206,8 +210,10 @@ impl Invocation {
 impl Invocation {
     /// Adds a read-only WASI directory at `guest` for `path` of the run's source: with a famfs
     /// device (`on_device`), a famfs directory served from the image itself (checked when the
-    /// run is set up); with a `mount`, a directory inside it, which `path` may not climb out
-    /// of; without either, a host directory. Errors are one line for the user.
+    /// run is set up); with a `mount`, a directory inside it, opened now beneath the mount
+    /// without following any symbolic link (famfs has none: one planted in the tree could
+    /// otherwise hand the guest any directory of the host); without either, a host directory.
+    /// Errors are one line for the user.
     pub fn add_dir(
         &mut self,
         guest: impl Into<String>,
@@ -219,16 +225,27 @@ impl Invocation {
             self.famfs_dirs.push((guest.into(), path.to_string()));
             return Ok(());
         }
-        let host = match mount {
-            Some(root) => {
-                let rel = std::path::Path::new(path.trim_start_matches('/'));
-                if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
-                    return Err(format!("{path} must stay inside the mount (no '..')"));
-                }
-                root.join(rel)
+        if let Some(root) = mount {
+            if std::path::Path::new(path)
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::RootDir))
+            {
+                return Err(format!("{path} must stay inside the mount (no '..')"));
             }
-            None => PathBuf::from(path),
-        };
+            let dir = famfs_host_api::beneath::open_dir(root, path).map_err(|e| match e {
+                famfs_host_api::ErrorCode::NotFound => {
+                    format!("{path} is not a directory of the mount {}", root.display())
+                }
+                famfs_host_api::ErrorCode::NotPermitted => format!(
+                    "{path} in the mount {} is a symbolic link or passes through one (not followed: famfs has none), or is not readable; name the directory itself",
+                    root.display()
+                ),
+                _ => format!("cannot open {path} in the mount {}", root.display()),
+            })?;
+            self.mount_dirs.push((guest.into(), std::sync::Arc::new(dir)));
+            return Ok(());
+        }
+        let host = PathBuf::from(path);
         if !host.is_dir() {
             return Err(format!("{} is not a directory", host.display()));
         }
@@ -423,6 +440,14 @@ pub(crate) fn wasi_builder(inv: &Invocation, pipes: Option<&Pipes>) -> Result<Wa
         b.preopened_dir(host, guest, FsPerms::ReadOnly)
             .map_err(|e| RunError::Setup { message: format!("cannot expose {} as {guest}: {e:#}", host.display()) })?;
     }
+    // A directory opened beneath its mount is exposed through its descriptor's own name in
+    // /proc, which reopens that very directory: no path is walked again, so nothing renamed or
+    // linked in the tree since can change which directory the guest gets.
+    for (guest, dir) in &inv.mount_dirs {
+        let own = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&**dir)));
+        b.preopened_dir(&own, guest, FsPerms::ReadOnly)
+            .map_err(|e| RunError::Setup { message: format!("cannot expose a mount directory as {guest}: {e:#}") })?;
+    }
     Ok(b)
 }
 
@@ -456,21 +481,23 @@ impl Deadline {
     }
 }
 
-/// Store data that can tell whether a guest's dataset mappings have seen a media error.
+/// Store data that can tell whether a guest's dataset mappings have seen a fault (a media error,
+/// or a copy-on-write the host had no memory for).
 pub(crate) trait MediaWatch {
-    /// Whether a mapping of the guest has faulted (SIGBUS caught by the guard).
+    /// Whether a mapping of the guest has faulted (a SIGBUS caught by the guard, or a store
+    /// whose copy-on-write failed).
     fn media_fault(&self) -> bool;
 }
 
-/// Why an epoch callback stopped a guest: a media error in one of its mappings. The runner
-/// then reports the media error itself ([`settle`]), with the dataset and offset.
+/// Why an epoch callback stopped a guest: a fault in one of its mappings. The runner then
+/// reports the fault itself ([`settle`]), with the dataset and offset.
 #[derive(Debug, Error)]
-#[error("a dataset mapping failed under the guest (media error)")]
+#[error("a dataset mapping failed under the guest")]
 pub(crate) struct MediaStop;
 
 /// Applies `inv`'s fuel budget, deadline and cancel flag to a fresh store, and stops the guest
-/// at the first epoch tick (10 ms) after a media error in one of its mappings, so it never goes
-/// on computing with the zeros the SIGBUS guard put in place of the lost pages.
+/// at the first epoch tick (10 ms) after a fault in one of its mappings, so it never goes on
+/// computing with the zeros the guard put in place of the lost pages.
 pub(crate) fn limit_store<T: MediaWatch>(
     store: &mut Store<T>,
     engine: &SandboxEngine,
@@ -510,8 +537,8 @@ pub(crate) fn fuel_used<T>(store: &Store<T>, engine: &SandboxEngine, inv: &Invoc
 }
 
 /// After the guest ran: records what it mapped and its peak memory, and fails with the first
-/// media error its mappings saw (it outranks everything: whatever the guest computed read
-/// zeros).
+/// fault its mappings saw (it outranks everything: whatever the guest computed read zeros). A
+/// copy-on-write the host had no memory for is the host's failure, not the medium's.
 pub(crate) fn settle(
     metrics: &mut Metrics,
     mapper: &mut famfs_host_api::Mapper,
@@ -521,7 +548,8 @@ pub(crate) fn settle(
     metrics.bytes_copied = mapper.bytes_copied();
     metrics.peak_memory = limiter.peak_memory as u64;
     match mapper.take_faults().into_iter().next() {
-        Some(f) => Err(RunError::Media(f)),
+        Some(MappingFault::Media(f)) => Err(RunError::Media(f)),
+        Some(f @ MappingFault::CopyFailed { .. }) => Err(RunError::Host { message: f.to_string() }),
         None => Ok(()),
     }
 }

@@ -265,6 +265,7 @@ pub mod bench {
     }
 }
 
+pub mod no_room;
 pub mod vm;
 
 pub mod harness {
@@ -383,6 +384,7 @@ pub mod harness {
                 env: Vec::new(),
                 catalog: self.catalog,
                 dirs: self.dirs,
+                mount_dirs: Vec::new(),
                 famfs_dirs: self.famfs_dirs,
                 entry: self.entry,
                 limits: self.limits,

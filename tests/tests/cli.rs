@@ -131,6 +131,31 @@ fn wasi_directories_from_a_mount_and_from_an_image() {
     let o = famfs_run().args(["--mount", s(&mnt), "--dir", "/data=../..", s(&wc), "x"]).output().unwrap();
     assert_eq!(o.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&o.stderr).contains("must stay inside the mount"));
+    // Issue 21, item 5: a symbolic link planted in the mount, as the directory or on the way to
+    // it, used to be followed out of the mount (the guest read /outside/secret.txt).
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(outside.join("deeper")).unwrap();
+    std::fs::write(outside.join("secret.txt"), b"secret\n").unwrap();
+    std::fs::write(outside.join("deeper/secret.txt"), b"secret\n").unwrap();
+    std::os::unix::fs::symlink(&outside, mnt.join("logs/escape")).unwrap();
+    for planted in ["logs/escape", "/logs/escape/deeper"] {
+        let o = famfs_run()
+            .args([
+                "--mount",
+                s(&mnt),
+                "--dir",
+                &format!("/data={planted}"),
+                s(&wc),
+                "--mode",
+                "wasi",
+                "/data/secret.txt",
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(125), "--dir /data={planted}: {}{err}", String::from_utf8_lossy(&o.stdout));
+        assert!(err.contains("symbolic link") && err.contains(planted), "{err}");
+    }
     // With --device, PATH is a famfs directory served from the image: the core module is turned
     // into a component for it.
     let img = image_with(dir.path(), 16 << 20, &[ImageFile { path: "logs/a.log", data: &data, strips: None }]);

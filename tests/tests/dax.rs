@@ -8,6 +8,7 @@
 //! same files, and every file's bytes with what was written (sha256), not just "it ran".
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
+use famfs_run_tests::no_room;
 use famfs_run_tests::vm::{self, Machine, Namespace};
 use famfs_run_tests::{Flavor, guest, guest_for, native, pattern, scratch, sha256_hex, text};
 use serde_json::Value;
@@ -276,7 +277,126 @@ fn inside_one_host() {
     .unwrap();
     let (status, body) = serve_once(&manifest, &cache, b"dataset=data/big.txt\ncontains=needle\n");
     assert_eq!((status, String::from_utf8_lossy(&body).into_owned()), (200, want), "famfs-serve on {DEV}");
+
+    // Issue 21, item 1 on the device: a store whose copy-on-write the kernel refuses (famfs-run's
+    // RLIMIT_DATA lowered once the guest mapped the file) fails the invocation; famfs-run used
+    // to die with SIGSEGV.
+    let r = no_room::fill_without_room(
+        Path::new(env!("CARGO_BIN_EXE_famfs-run-under-test")),
+        Path::new(DEV),
+        &adversary,
+        "data/odd.txt",
+    );
+    no_room::assert_copy_refused(&r, "data/odd.txt");
+    assert_eq!(sha256_hex(&ok(famfsctl().args(["-d", DEV, "cat", "data/odd.txt"])).stdout), sha256_hex(&all[0].1));
+
+    // Last, as it damages the device: the SIGBUS guard on a real media error.
+    poisoned_under_a_guest(&cache, &adversary);
     eprintln!("inside_one_host: {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// The environment variable that tells [`inside_poison_page`] which device offset to poison.
+const POISON_AT: &str = "FAMFS_TEST_POISON_AT";
+
+/// Issue 20: the SIGBUS guard on the device. A page of `data/big.txt` is poisoned while a guest
+/// reads it, through the kernel's memory-failure path (`MADV_HWPOISON`, from another process):
+/// what a CXL media error does. The kernel unmaps the page from every process and sends each a
+/// SIGBUS (`BUS_MCEERR_AO`) naming its address; the guard puts zeros in place and the guest is
+/// stopped with a media error naming the dataset and the offset, and famfs-run ends normally.
+fn poisoned_under_a_guest(cache: &Path, adversary: &Path) {
+    let stat: Value =
+        serde_json::from_slice(&ok(famfsctl().args(["-d", DEV, "stat", "--json", "data/big.txt"])).stdout).unwrap();
+    let extent = stat["map"]["extents"][0]["offset"].as_u64().unwrap_or_else(|| panic!("stat: {stat}"));
+    let within: u64 = (5 << 20) + 3 * 4096;
+    let child = famfs_run()
+        .args(["-d", DEV, "--dataset", "/", "--json", "--cache-dir"])
+        .arg(cache)
+        .arg(adversary)
+        .args(["spin-read", "data/big.txt"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !no_room::maps_data(child.id(), Path::new(DEV)) {
+        assert!(started.elapsed() < Duration::from_secs(60), "famfs-run never mapped data/big.txt");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Let it read the file a few times over.
+    std::thread::sleep(Duration::from_millis(500));
+    let poisoner = Command::new(std::env::current_exe().unwrap())
+        .args(["inside_poison_page", "--exact", "--ignored", "--nocapture"])
+        .env(POISON_AT, (extent + within).to_string())
+        .output()
+        .unwrap();
+    let poisoned = Instant::now();
+    let printed = String::from_utf8_lossy(&poisoner.stdout).into_owned();
+    // The poisoner maps the page too, so the kernel sends it a SIGBUS (BUS_MCEERR_AR) as well:
+    // Rust's own handler returns from that one (it is no fault of an instruction), or, without
+    // it, the signal ends the poisoner.
+    let by_sigbus = std::os::unix::process::ExitStatusExt::signal(&poisoner.status) == Some(libc::SIGBUS);
+    assert!(
+        printed.contains("poisoning") && (poisoner.status.success() || by_sigbus),
+        "the poisoner: {:?}\n{printed}\n{}",
+        poisoner.status,
+        String::from_utf8_lossy(&poisoner.stderr)
+    );
+    let waited = std::thread::spawn(move || child.wait_with_output());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !waited.is_finished() {
+        assert!(Instant::now() < deadline, "the guest still ran 30 s after its page was poisoned");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = waited.join().unwrap().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(125), "{:?}\n{out}\n{}", o.status, String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let e = &v["result"]["error"];
+    assert_eq!((e["kind"].as_str(), e["dataset"].as_str()), (Some("media"), Some("data/big.txt")), "{v}");
+    let offset = e["offset"].as_u64().unwrap();
+    // The kernel names the poisoned page by the mapping that held it: on device-dax a 2 MiB
+    // page (`si_addr_lsb` 21), so the offset is that unit's.
+    let unit = 2u64 << 20;
+    assert!(
+        (within / unit * unit..(within / unit + 1) * unit).contains(&offset),
+        "media error at {offset}, poisoned {within}: {v}"
+    );
+    eprintln!(
+        "dax-run: page of data/big.txt poisoned under a guest: media error at offset {offset}, famfs-run ended {} ms later",
+        poisoned.elapsed().as_millis()
+    );
+}
+
+/// Run by [`poisoned_under_a_guest`] in a process of its own: maps the 2 MiB unit of the device
+/// holding offset `$FAMFS_TEST_POISON_AT` and poisons that offset's page with `MADV_HWPOISON`.
+#[test]
+#[ignore = "run inside a VM by inside_one_host"]
+fn inside_poison_page() {
+    let Ok(at) = std::env::var(POISON_AT) else { return };
+    let at: u64 = at.parse().unwrap();
+    let unit = 2u64 << 20;
+    let dev = std::fs::OpenOptions::new().read(true).write(true).open(DEV).unwrap();
+    // SAFETY: a fresh shared mapping of one whole 2 MiB unit of the device, which this process
+    // only reads and poisons; nothing else in this process refers to it.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            unit as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&dev),
+            (at & !(unit - 1)) as libc::off_t,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED, "mmap {DEV}: {}", std::io::Error::last_os_error());
+    let page = (base as usize + (at % unit) as usize) & !4095;
+    // SAFETY: inside the mapping just made; the load faults the page in, as MADV_HWPOISON needs.
+    let _ = unsafe { std::ptr::read_volatile(page as *const u8) };
+    println!("poisoning device offset {at}");
+    // SAFETY: MADV_HWPOISON on one page of our own mapping (root only): the kernel's memory
+    // failure handling, which signals every process mapping the page, this one included.
+    let r = unsafe { libc::madvise(page as *mut libc::c_void, 4096, libc::MADV_HWPOISON) };
+    assert_eq!(r, 0, "madvise(MADV_HWPOISON): {}", std::io::Error::last_os_error());
 }
 
 /// Starts famfs-serve (built beside this test binary) with the handler manifest as function

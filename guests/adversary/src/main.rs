@@ -39,7 +39,8 @@ cases: store NAME | fd-read-into-map NAME WASI_PATH | hostcall-into-map NAME | s
        escape NAME_INSIDE | not-granted NAME | grow NAME | list | map-only NAME |
        realloc-into-map NAME OTHER | hold NAME SECONDS | big-read NAME LEN |
        spin-read NAME | churn NAME N SECONDS | hold-many NAME N SECONDS | open-many NAME N |
-       long-name MIB | raw-read NAME LEN | write-every NAME STRIDE | map-unplaced NAME";
+       long-name MIB | raw-read NAME LEN | write-every NAME STRIDE | map-unplaced NAME |
+       fill-later NAME MS";
 
 fn usage() -> ! {
     eprintln!("{USAGE}");
@@ -113,6 +114,7 @@ fn main() {
         "big-read" => big_read(arg(&args, 1), arg(&args, 2)),
         "write-every" => write_every(arg(&args, 1), arg(&args, 2)),
         "map-unplaced" => map_unplaced(arg(&args, 1)),
+        "fill-later" => fill_later(arg(&args, 1), arg(&args, 2)),
         "spin-read" => exhaust::spin_read(&args),
         "churn" => exhaust::churn(&args),
         "hold-many" => exhaust::hold_many(&args),
@@ -500,6 +502,21 @@ fn write_every(name: &str, stride: &str) {
         count += 1;
     }
     println!("wrote {count}");
+}
+
+/// Maps NAME, waits MS milliseconds (for a test to tighten the host's limits), then fills the
+/// whole mapping with 0xAB in one `memory.fill`, which the host's code performs, not the
+/// guest's: `filled {len} {sum}`.
+fn fill_later(name: &str, ms: &str) {
+    let ms: u64 = ms.parse().unwrap_or_else(|_| usage());
+    let ds = must(name, Dataset::open(name));
+    let m = must(name, ds.map());
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    let p = std::ptr::with_exposed_provenance_mut::<u8>(m.addr() as usize);
+    // SAFETY: `p .. p + m.len()` is the live mapping `m`, which outlives this store and has no
+    // other reference in use; the stores land in the guest's private copies of its blocks.
+    unsafe { std::ptr::write_bytes(p, 0xAB, black_box(m.len())) };
+    println!("filled {} {}", m.len(), byte_sum(m.as_slice()));
 }
 
 /// Asks for LEN bytes at once through the copying `read`: `big-read {outcome}`.
