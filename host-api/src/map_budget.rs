@@ -8,8 +8,10 @@
 //! process: half of `vm.max_map_count`. The other half is headroom for everything else the
 //! process maps (code, thread stacks, guest memories, the allocator) and for the guard's
 //! repairs, which never add a mapping. A map request that would eat into the headroom fails
-//! with `no-address-space`; each guest also has a cap of its own (the mapper's
-//! `max_kernel_mappings`), so one guest cannot take the whole budget.
+//! with `no-address-space`. Each guest also has a cap of its own (the mapper's
+//! `max_kernel_mappings`), which it [`reserve`]s from the budget when its mapper is made: the caps
+//! of the guests running at once add up to at most the budget, so a guest under its own cap never
+//! finds the budget taken by the others, and a guest that cannot have its cap does not start.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +21,8 @@ const DEFAULT_MAX_MAP_COUNT: usize = 65530;
 
 static TOTAL: OnceLock<usize> = OnceLock::new();
 static USED: AtomicUsize = AtomicUsize::new(0);
+/// Kernel mappings promised to guests by [`reserve`] and not yet given back.
+static RESERVED: AtomicUsize = AtomicUsize::new(0);
 
 /// Kernel mappings dataset mappings may use in this process: half of `vm.max_map_count`.
 pub fn total() -> usize {
@@ -34,6 +38,35 @@ pub fn total() -> usize {
 /// Kernel mappings charged now, by all guests.
 pub fn used() -> usize {
     USED.load(Ordering::Acquire)
+}
+
+/// Kernel mappings promised to one guest (its cap); given back when dropped.
+#[derive(Debug)]
+pub struct Reservation(usize);
+
+/// Promises `n` kernel mappings of the budget to one guest, or `None` when the other guests'
+/// promises leave fewer.
+pub fn reserve(n: usize) -> Option<Reservation> {
+    let total = total();
+    let mut cur = RESERVED.load(Ordering::Relaxed);
+    loop {
+        let next = cur.checked_add(n).filter(|&t| t <= total)?;
+        match RESERVED.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return Some(Reservation(n)),
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// Kernel mappings of the budget not promised to any guest.
+pub fn unreserved() -> usize {
+    total().saturating_sub(RESERVED.load(Ordering::Acquire))
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        RESERVED.fetch_sub(self.0, Ordering::AcqRel);
+    }
 }
 
 /// Kernel mappings taken from the budget; given back when dropped.
@@ -78,5 +111,14 @@ mod tests {
         assert_eq!(c.count(), 10);
         assert!(used() >= 10);
         drop(c);
+    }
+
+    #[test]
+    fn reservations_add_up_to_at_most_the_budget() {
+        let a = reserve(total() / 2).unwrap();
+        assert!(reserve(total()).is_none(), "more than is left");
+        assert!(unreserved() <= total() - total() / 2);
+        drop(a);
+        assert!(reserve(usize::MAX).is_none());
     }
 }

@@ -138,7 +138,25 @@ impl Default for MapLimits {
 }
 
 /// Why a mapper cannot be made.
-pub type MapperError = sigbus::GuardError;
+/// Why a guest's mapper cannot be made: the process cannot promise it its caps.
+#[derive(Debug, thiserror::Error)]
+pub enum MapperError {
+    /// Not enough SIGBUS guard slots left for `max_mappings`.
+    #[error("{0}; run fewer guests at once or lower their max_mappings")]
+    Slots(#[from] sigbus::GuardError),
+    /// Not enough of the process's kernel-mapping budget left for `max_kernel_mappings`.
+    #[error(
+        "this guest's max_kernel_mappings ({asked}) is more than the {left} kernel mappings that running guests leave of the process's {total} (half of vm.max_map_count); run fewer guests at once, lower max_kernel_mappings or raise vm.max_map_count"
+    )]
+    KernelMappings {
+        /// The guest's cap.
+        asked: usize,
+        /// Not promised to other guests.
+        left: usize,
+        /// The process's budget.
+        total: usize,
+    },
+}
 
 /// Populate (or copy) at most this much at a time, checking the interrupt in between.
 const POPULATE_CHUNK: usize = 64 << 20;
@@ -243,6 +261,8 @@ pub struct Mapper {
     /// Kernel mappings the live mappings hold.
     kernel_mappings: usize,
     slots: sigbus::Reservation,
+    /// This guest's share of the process's kernel-mapping budget: `limits.max_kernel_mappings`.
+    _budget: map_budget::Reservation,
     interrupt: Interrupt,
 }
 
@@ -252,8 +272,9 @@ fn host_page() -> u64 {
 
 impl Mapper {
     /// No mappings yet; reserves `limits.max_mappings` SIGBUS guard slots (so this guest's
-    /// mappings can always be guarded, and no other guest can take them), failing when the
-    /// process has fewer left.
+    /// mappings can always be guarded, and no other guest can take them) and
+    /// `limits.max_kernel_mappings` of the process's kernel-mapping budget (likewise), failing
+    /// when the process has fewer left.
     pub fn new(limits: MapLimits) -> Result<Mapper, MapperError> {
         sigbus::install();
         crate::cow::install();
@@ -266,6 +287,11 @@ impl Mapper {
             limits,
             kernel_mappings: 0,
             slots: sigbus::reserve(limits.max_mappings)?,
+            _budget: map_budget::reserve(limits.max_kernel_mappings).ok_or_else(|| MapperError::KernelMappings {
+                asked: limits.max_kernel_mappings,
+                left: map_budget::unreserved(),
+                total: map_budget::total(),
+            })?,
             interrupt: Interrupt::never(),
         })
     }

@@ -248,3 +248,46 @@ fn populating_stops_when_the_invocation_is_interrupted() {
     assert_eq!(m2.map(mem.lm(), &ds, 0, len as u32, at, true), Ok(at));
     assert!(resident(at) >= (len as u64 >> 10) / 2, "populate did nothing: {} kB", resident(at));
 }
+
+/// Marks the child process of [`kernel_mapping_caps_add_up_under_the_process_budget`].
+const BUDGET_CHILD: &str = "FAMFS_TEST_BUDGET_CHILD";
+
+/// Issue 21, item 9: each guest's `max_kernel_mappings` was checked only against its own count,
+/// so sixteen guests with 4,096 each could be promised twice the process's budget (half of
+/// `vm.max_map_count`), and a guest well under its own cap got `no-address-space` because
+/// others had used the budget up. Each mapper now reserves its cap when it is made: the caps of
+/// live mappers add up to at most the budget, and a mapper that cannot have its cap is not made.
+/// In a child process, as it takes nearly the whole budget.
+#[test]
+fn kernel_mapping_caps_add_up_under_the_process_budget() {
+    const NAME: &str = "kernel_mapping_caps_add_up_under_the_process_budget";
+    if std::env::var(BUDGET_CHILD).as_deref() != Ok(NAME) {
+        let o = common::run_in_child(NAME, BUDGET_CHILD, std::time::Duration::from_secs(60));
+        let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "{out}");
+        assert!(out.contains("budget held"), "{out}");
+        return;
+    }
+    let total = famfs_host_api::map_budget::total();
+    // Eight of these would be more than the budget.
+    let cap = total / 8 + 1;
+    let limits = MapLimits { max_kernel_mappings: cap, ..MapLimits::default() };
+    let mut held = Vec::new();
+    let refused = loop {
+        match Mapper::new(limits) {
+            Ok(m) => held.push(m),
+            Err(e) => break e,
+        }
+        assert!(held.len() <= 16, "sixteen guests were each promised {cap} of {total} kernel mappings");
+    };
+    assert_eq!(held.len(), 7, "{refused}");
+    assert!(
+        matches!(refused, famfs_host_api::mapper::MapperError::KernelMappings { asked, .. } if asked == cap),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("vm.max_map_count"), "{refused}");
+    // Given back when a guest ends.
+    held.pop();
+    held.push(Mapper::new(limits).expect("the cap of the guest that ended is free again"));
+    println!("budget held: 7 × {cap} of {total}");
+}

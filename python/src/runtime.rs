@@ -294,7 +294,8 @@ fn request_bytes(input: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 #[pymethods]
 impl Runtime {
     /// A runtime: engines, a compiled-guest cache (on disk in `cache_dir` if given), and a limit
-    /// of `max_concurrency` guests at once (default: 4 per core). The limits become every
+    /// of `max_concurrency` guests at once (default: 4 per core, fewer if the caps of that many
+    /// guests would not fit the process: see `famfs_runtime::default_concurrency`). The limits become every
     /// invocation's defaults.
     #[new]
     #[pyo3(signature = (*, cache_dir=None, max_concurrency=None, fuel=false, timeout=None, max_memory=None,

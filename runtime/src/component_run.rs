@@ -131,7 +131,7 @@ fn run_inner(
     let component = &program.component;
     let wasi = run::wasi_builder(inv, pipes)?.build();
     let deadline = run::Deadline::of(inv);
-    let mut host = ComponentHost::new(inv.catalog.clone(), inv.limits.host()).map_err(run::no_guard_slots)?;
+    let mut host = ComponentHost::new(inv.catalog.clone(), inv.limits.host()).map_err(run::no_room_for_guest)?;
     host.set_interrupt(deadline.interrupt());
     let state =
         ComponentState { wasi, table: ResourceTable::new(), host, limiter: Limiter::new(&inv.limits), famfs_dirs };

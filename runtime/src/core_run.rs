@@ -59,7 +59,7 @@ fn run_inner(
     }
     let wasi = run::wasi_builder(inv, pipes)?.build_p1();
     let deadline = run::Deadline::of(inv);
-    let mut datasets = DatasetHost::new(inv.catalog.clone(), inv.limits.host()).map_err(run::no_guard_slots)?;
+    let mut datasets = DatasetHost::new(inv.catalog.clone(), inv.limits.host()).map_err(run::no_room_for_guest)?;
     datasets.set_interrupt(deadline.interrupt());
     let state = CoreState { wasi, datasets, limiter: Limiter::new(&inv.limits) };
     let mut store = Store::new(engine.engine(), state);

@@ -69,6 +69,21 @@ pub enum EmbedError {
     /// Compiling or linking failed.
     #[error(transparent)]
     Load(#[from] RunError),
+    /// The concurrency and the per-guest kernel-mapping cap ask for more of the process's
+    /// kernel-mapping budget (half of `vm.max_map_count`) than is left.
+    #[error(
+        "{concurrency} concurrent invocations of up to {per_guest} kernel mappings each need {needed}; the process has {available} (half of vm.max_map_count): lower max_concurrency or max_kernel_mappings, or raise vm.max_map_count"
+    )]
+    KernelMappings {
+        /// The concurrency asked for.
+        concurrency: usize,
+        /// `Limits::max_kernel_mappings`.
+        per_guest: usize,
+        /// Their product.
+        needed: usize,
+        /// The process's kernel-mapping budget.
+        available: usize,
+    },
     /// The concurrency and the per-guest mapping cap ask for more SIGBUS guard slots than the
     /// process has.
     #[error(
@@ -87,19 +102,25 @@ pub enum EmbedError {
 }
 
 /// Builds a [`Runtime`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RuntimeBuilder {
     limits: Limits,
     cache_dir: Option<PathBuf>,
-    max_concurrency: usize,
+    /// Set by [`max_concurrency`](Self::max_concurrency); otherwise [`default_concurrency`].
+    max_concurrency: Option<usize>,
+    /// Set by [`cpus`](Self::cpus); otherwise the machine's.
+    cpus: Option<usize>,
     fuel: bool,
 }
 
-impl Default for RuntimeBuilder {
-    fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        RuntimeBuilder { limits: Limits::default(), cache_dir: None, max_concurrency: cores * 4, fuel: false }
-    }
+/// The concurrency a [`Runtime`] gets unless told otherwise: 4 invocations per CPU, but never
+/// more than the process can give each its caps at once: the SIGBUS guard's slots divided by
+/// `max_mappings`, and the kernel-mapping budget (half of `vm.max_map_count`) divided by
+/// `max_kernel_mappings`. At least 1.
+pub fn default_concurrency(cpus: usize, limits: &Limits) -> usize {
+    let by_slots = famfs_host_api::sigbus::CAPACITY / limits.max_mappings.max(1);
+    let by_maps = famfs_host_api::map_budget::total() / limits.max_kernel_mappings.max(1);
+    cpus.saturating_mul(4).min(by_slots).min(by_maps).max(1)
 }
 
 impl RuntimeBuilder {
@@ -116,8 +137,16 @@ impl RuntimeBuilder {
     }
 
     /// At most `n` invocations run at once (at least 1); further [`Runtime::invoke`] calls wait.
+    /// Default: [`default_concurrency`] of the CPUs and the limits.
     pub fn max_concurrency(mut self, n: usize) -> Self {
-        self.max_concurrency = n.max(1);
+        self.max_concurrency = Some(n.max(1));
+        self
+    }
+
+    /// Sizes the default concurrency for `n` CPUs rather than the machine's count (a container
+    /// given a share of a larger machine, for instance).
+    pub fn cpus(mut self, n: usize) -> Self {
+        self.cpus = Some(n.max(1));
         self
     }
 
@@ -127,19 +156,27 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Builds the runtime. Fails when `max_concurrency` guests could not each hold their
-    /// `max_mappings` mappings (the process's SIGBUS guard has room for
-    /// [`famfs_host_api::sigbus::CAPACITY`]), so that the caps of concurrent guests always fit.
+    /// Builds the runtime. Fails when `max_concurrency` guests could not each hold their caps
+    /// at once: `max_mappings` SIGBUS guard slots (the process has
+    /// [`famfs_host_api::sigbus::CAPACITY`]) and `max_kernel_mappings` of the kernel-mapping
+    /// budget, so that the caps of concurrent guests always fit.
     pub fn build(self) -> Result<Runtime, EmbedError> {
-        let needed = self.max_concurrency.saturating_mul(self.limits.max_mappings);
-        let available = famfs_host_api::sigbus::unreserved();
+        let concurrency = self.max_concurrency.unwrap_or_else(|| {
+            let cpus = self.cpus.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+            default_concurrency(cpus, &self.limits)
+        });
+        // Against what the process has in all, not what is unreserved now: another runtime's
+        // running guests would make that a race. Each guest reserves its caps when it starts
+        // (and fails then, with a message, if the process has given them to others).
+        let (per_guest, available) = (self.limits.max_mappings, famfs_host_api::sigbus::CAPACITY);
+        let needed = concurrency.saturating_mul(per_guest);
         if needed > available {
-            return Err(EmbedError::GuardSlots {
-                concurrency: self.max_concurrency,
-                per_guest: self.limits.max_mappings,
-                needed,
-                available,
-            });
+            return Err(EmbedError::GuardSlots { concurrency, per_guest, needed, available });
+        }
+        let (per_guest, available) = (self.limits.max_kernel_mappings, famfs_host_api::map_budget::total());
+        let needed = concurrency.saturating_mul(per_guest);
+        if needed > available {
+            return Err(EmbedError::KernelMappings { concurrency, per_guest, needed, available });
         }
         let engine = SandboxEngine::new(EngineOptions { fuel: self.fuel })
             .map_err(|e| EmbedError::Engine { message: format!("{e:#}") })?;
@@ -149,7 +186,7 @@ impl RuntimeBuilder {
                 engine,
                 cache,
                 programs: Mutex::new(HashMap::new()),
-                permits: Arc::new(tokio::sync::Semaphore::new(self.max_concurrency)),
+                permits: Arc::new(tokio::sync::Semaphore::new(concurrency)),
                 limits: self.limits,
             }),
         })
@@ -172,7 +209,8 @@ struct Inner {
 }
 
 impl Runtime {
-    /// A builder with default limits, no disk cache, and 4 invocations per core at once.
+    /// A builder with default limits, no disk cache, and [`default_concurrency`] invocations at
+    /// once.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
     }

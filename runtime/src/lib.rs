@@ -23,7 +23,7 @@ pub mod wasi_fs;
 pub use cache::{CacheError, ModuleCache};
 pub use component_run::ComponentState;
 pub use core_run::CoreState;
-pub use embed::{EmbedError, Runtime, RuntimeBuilder};
+pub use embed::{EmbedError, Runtime, RuntimeBuilder, default_concurrency};
 pub use engine::{EngineOptions, SandboxEngine};
 pub use limits::Limits;
 pub use manifest::{Manifest, ManifestError};

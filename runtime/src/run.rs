@@ -526,9 +526,10 @@ pub(crate) fn limit_store<T: MediaWatch>(
     Ok(())
 }
 
-/// The invocation cannot start: the process's SIGBUS guard slots are promised to other guests.
-pub(crate) fn no_guard_slots(e: famfs_host_api::mapper::MapperError) -> RunError {
-    RunError::Setup { message: format!("{e}; run fewer guests at once or lower their max_mappings") }
+/// The invocation cannot start: the process's SIGBUS guard slots or kernel-mapping budget are
+/// promised to other guests (the message says which, and what to change).
+pub(crate) fn no_room_for_guest(e: famfs_host_api::mapper::MapperError) -> RunError {
+    RunError::Setup { message: e.to_string() }
 }
 
 /// Fuel the invocation used, when the engine counts fuel.

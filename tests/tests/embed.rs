@@ -208,3 +208,27 @@ fn sum_handler_in_every_build() {
         }
     }
 }
+
+/// Issue 21, item 10: the default `Runtime` asked for 4 invocations per CPU whatever the
+/// limits, so on a machine with more than 16 CPUs 4 × CPUs × 256 guard slots exceeded the
+/// process's 16,384 and `Runtime::new()` failed. The default is now derived from the limits:
+/// pretended machines of 64 and 256 CPUs get a runtime whose guests' caps fit the process.
+#[test]
+fn default_runtimes_fit_the_process_on_machines_with_many_cpus() {
+    let limits = Limits::default();
+    for cpus in [1, 2, 64, 256] {
+        let n = famfs_runtime::default_concurrency(cpus, &limits);
+        assert!(n >= 1 && n <= cpus * 4, "{cpus} CPUs: {n}");
+        assert!(n * limits.max_mappings <= famfs_host_api::sigbus::CAPACITY, "{cpus} CPUs: {n} × guard slots");
+        assert!(
+            n * limits.max_kernel_mappings <= famfs_host_api::map_budget::total(),
+            "{cpus} CPUs: {n} × kernel mappings"
+        );
+        let runtime = Runtime::builder().cpus(cpus).build().unwrap_or_else(|e| panic!("{cpus} CPUs: {e}"));
+        assert_eq!(runtime.available_slots(), n, "{cpus} CPUs");
+        println!("{cpus} CPUs: {n} guests at once by default");
+    }
+    // Explicitly more than fits is still refused, naming what to lower.
+    let e = Runtime::builder().max_concurrency(100_000).build().err().expect("100,000 guests cannot fit");
+    assert!(e.to_string().contains("lower max_concurrency"), "{e}");
+}

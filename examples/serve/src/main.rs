@@ -57,9 +57,10 @@ struct Cli {
     /// Keep compiled guests in DIR across restarts.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<std::path::PathBuf>,
-    /// Invocations running at once; more wait (see --max-queue).
-    #[arg(long, default_value_t = 16)]
-    max_concurrency: usize,
+    /// Invocations running at once; more wait (see --max-queue). Default: 4 per CPU, fewer when
+    /// that many guests' caps (guard slots, kernel mappings) would not fit the process.
+    #[arg(long)]
+    max_concurrency: Option<usize>,
     /// Requests that may wait for an invocation slot; beyond them the answer is 503 with
     /// Retry-After, before the body is read.
     #[arg(long, default_value_t = 64)]
@@ -321,14 +322,19 @@ async fn main() -> Result<()> {
     let verbosity = famfs::logging::Verbosity { default: famfs::logging::LevelFilter::INFO, verbose: 0, quiet: false };
     famfs::logging::init(verbosity, true);
     let cli = Cli::parse();
-    if cli.max_concurrency == 0 || cli.max_connections == 0 {
+    if cli.max_concurrency == Some(0) || cli.max_connections == 0 {
         bail!("--max-concurrency and --max-connections must be at least 1");
     }
-    let mut builder = Runtime::builder().max_concurrency(cli.max_concurrency);
+    let mut builder = Runtime::builder();
+    if let Some(n) = cli.max_concurrency {
+        builder = builder.max_concurrency(n);
+    }
     if let Some(dir) = &cli.cache_dir {
         builder = builder.cache_dir(dir);
     }
     let runtime = builder.build()?;
+    // Nothing runs yet: every slot is free.
+    let max_concurrency = runtime.available_slots();
     let mut functions = BTreeMap::new();
     for spec in &cli.functions {
         let (name, f) = load(&runtime, spec)?;
@@ -341,7 +347,7 @@ async fn main() -> Result<()> {
         functions,
         metrics: Metrics::new(&names),
         admitted: AtomicUsize::new(0),
-        max_admitted: cli.max_concurrency + cli.max_queue,
+        max_admitted: max_concurrency + cli.max_queue,
         max_body: usize::try_from(cli.max_body).unwrap_or(usize::MAX),
         body_timeout: cli.body_timeout,
         default_timeout: cli.default_timeout,

@@ -74,3 +74,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn sha256_file(path: &Path) -> String {
     sha256_hex(&std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())))
 }
+
+/// The sum of all bytes of `b`, the native baseline of the scan measurements. Not generic and
+/// not `#[inline]`, so it is compiled here, at this crate's opt-level 3 (set in the workspace
+/// manifest for test builds too), whatever the calling test's profile.
+pub fn byte_sum(b: &[u8]) -> u64 {
+    b.iter().map(|&x| u64::from(x)).sum()
+}
