@@ -14,6 +14,12 @@
 //! The search covers the dax devices in `/dev` (`dax*`) and every entry of the directories listed
 //! in `FAMFS_DEVICE_PATH` (`:`-separated), so image files can be found the same way. Zero or
 //! several matches are errors that list what was found.
+//!
+//! Only candidates the caller can trust are considered: owned by the caller or by root, not
+//! writable by every user, and writable by a group only when root owns them (an administrator's
+//! grant). Anything else in a searched directory (an image another user planted there, a file
+//! anyone may rewrite) could otherwise make a lookup ambiguous, or be the device `famfsctl` then
+//! writes to; it is skipped, and the errors name what was skipped and why.
 
 use crate::device::{Access, Device};
 use crate::fs::read_superblock;
@@ -43,7 +49,7 @@ pub enum LocateError {
     },
     /// Nothing matched.
     #[error(
-        "no famfs device has {what} {uuid}; searched {searched} ({found}); set FAMFS_DEVICE_PATH to add directories"
+        "no famfs device has {what} {uuid}; searched {searched} ({found}){skipped}; set FAMFS_DEVICE_PATH to add directories"
     )]
     NotFound {
         /// "device tag" or "file-system UUID".
@@ -54,9 +60,11 @@ pub enum LocateError {
         searched: String,
         /// What each famfs device found carries.
         found: String,
+        /// Candidates skipped as untrusted (`; skipped ...`, or empty).
+        skipped: String,
     },
     /// More than one matched.
-    #[error("several devices have {what} {uuid}: {paths}; name one by its path")]
+    #[error("several devices have {what} {uuid}: {paths}; name one by its path{skipped}")]
     Ambiguous {
         /// "device tag" or "file-system UUID".
         what: &'static str,
@@ -64,6 +72,8 @@ pub enum LocateError {
         uuid: Uuid,
         /// The matches.
         paths: String,
+        /// Candidates skipped as untrusted (`; skipped ...`, or empty).
+        skipped: String,
     },
 }
 
@@ -108,7 +118,12 @@ impl Locator {
         };
         let mut matches = Vec::new();
         let mut found = Vec::new();
+        let mut skipped = Vec::new();
         for path in self.candidates() {
+            if let Err(why) = trusted(&path) {
+                skipped.push(format!("{} ({why})", path.display()));
+                continue;
+            }
             let sysfs_tag = if tag { self.sysfs_tag(&path) } else { None };
             let sb = Device::open(&path, Access::ReadOnly).ok().and_then(|d| read_superblock(&d).ok());
             if let Some(sb) = &sb {
@@ -124,6 +139,14 @@ impl Locator {
                 matches.push(path);
             }
         }
+        let skipped = if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; skipped, as only files of yours or root's that others cannot write are used: {}",
+                skipped.join(", ")
+            )
+        };
         match matches.len() {
             1 => Ok(matches.remove(0)),
             0 => {
@@ -134,11 +157,11 @@ impl Locator {
                     .chain(self.extra_dirs.iter().map(|d| d.display().to_string()))
                     .collect();
                 let found = if found.is_empty() { "no famfs device found".into() } else { found.join("; ") };
-                Err(LocateError::NotFound { what, uuid, searched: searched.join(", "), found })
+                Err(LocateError::NotFound { what, uuid, searched: searched.join(", "), found, skipped })
             }
             _ => {
                 let paths = matches.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-                Err(LocateError::Ambiguous { what, uuid, paths })
+                Err(LocateError::Ambiguous { what, uuid, paths, skipped })
             }
         }
     }
@@ -183,6 +206,25 @@ impl Locator {
             (!uuid.is_nil()).then_some(uuid)
         })
     }
+}
+
+/// Whether a candidate may be used: owned by the caller or root, not writable by every user,
+/// and group-writable only if root owns it; the reason when not.
+fn trusted(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    let me = rustix::process::geteuid().as_raw();
+    let (owner, mode) = (meta.uid(), meta.mode());
+    if owner != me && owner != 0 {
+        return Err(format!("owned by uid {owner}"));
+    }
+    if mode & 0o002 != 0 {
+        return Err("writable by every user".into());
+    }
+    if mode & 0o020 != 0 && owner != 0 {
+        return Err("writable by its group".into());
+    }
+    Ok(())
 }
 
 /// [`Locator::from_env`]`.resolve(spec)`.

@@ -65,6 +65,43 @@ fn images_are_found_by_device_tag_and_file_system_uuid() {
     }
 }
 
+/// Issue 21, item 6: any file in a searched directory was a candidate, so an image another user
+/// planted there (or one anyone may rewrite) with the same tag made every lookup ambiguous, or
+/// was the device found, which famfsctl would then write to. Only files of the caller's or
+/// root's that others cannot write are candidates now; the rest are skipped and named.
+#[test]
+fn untrusted_candidates_are_skipped_and_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch();
+    let devices = dir.path().join("devices");
+    std::fs::create_dir(&devices).unwrap();
+    let a = new_image(&devices, "a.img", 16 << 20);
+    let (a_tag, _) = uuids(&a);
+    let l = locator(&[&devices], dir.path());
+    // A copy anyone may rewrite.
+    let open = devices.join("anyone-writes.img");
+    std::fs::copy(&a, &open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // A copy of another user's (only root can make one here).
+    let root = rustix::process::geteuid().is_root();
+    let foreign = devices.join("someone-elses.img");
+    if root {
+        std::fs::copy(&a, &foreign).unwrap();
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    }
+    assert_eq!(l.resolve(&format!("tag:{a_tag}")).unwrap(), a, "the untrusted copies made the lookup ambiguous");
+    // Not found: the error says what was skipped and why.
+    let m = l.resolve(&format!("uuid:{}", uuid::Uuid::new_v4())).unwrap_err().to_string();
+    assert!(m.contains("anyone-writes.img (writable by every user)"), "{m}");
+    if root {
+        assert!(m.contains("someone-elses.img (owned by uid 65534)"), "{m}");
+    }
+    // Two trusted copies are still ambiguous: both named, the skipped ones too.
+    std::fs::copy(&a, devices.join("a-copy.img")).unwrap();
+    let m = l.resolve(&format!("tag:{a_tag}")).unwrap_err().to_string();
+    assert!(m.contains("/a.img") && m.contains("/a-copy.img") && m.contains("anyone-writes.img (writable"), "{m}");
+}
+
 /// `Device::open` (so every tool: famfsctl, famfs-run, manifests) takes the same names, looking
 /// in `FAMFS_DEVICE_PATH`.
 #[test]

@@ -78,6 +78,10 @@ struct Cli {
     /// Time for a request's body to arrive once its header has, e.g. 30s (408 when it passes).
     #[arg(long, default_value = "30s", value_parser = famfs_runtime::limits::parse_duration)]
     body_timeout: Duration,
+    /// Longest a response may wait for the client to read any of it, e.g. 30s; past it the
+    /// connection is closed (a client that stops reading cannot keep its connection slot).
+    #[arg(long, default_value = "30s", value_parser = famfs_runtime::limits::parse_duration)]
+    send_timeout: Duration,
     /// Time limit of an invocation whose manifest sets none, e.g. 60s.
     #[arg(long, default_value = "60s", value_parser = famfs_runtime::limits::parse_duration)]
     default_timeout: Duration,
@@ -363,7 +367,11 @@ async fn main() -> Result<()> {
         tokio::net::TcpListener::bind(&cli.listen).await.with_context(|| format!("cannot listen on {}", cli.listen))?;
     // The bound address on stdout (port 0 picks one): scripts and tests read it.
     println!("listening on http://{}", listener.local_addr()?);
-    let limits = listen::ConnLimits { max_connections: cli.max_connections, header_timeout: cli.header_timeout };
+    let limits = listen::ConnLimits {
+        max_connections: cli.max_connections,
+        header_timeout: cli.header_timeout,
+        send_timeout: cli.send_timeout,
+    };
     listen::serve(listener, router, limits, shutdown_signal()).await;
     Ok(())
 }

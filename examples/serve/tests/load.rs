@@ -242,3 +242,42 @@ fn a_flood_gets_only_200_or_503_and_memory_stays_bounded() {
     let mut s = BufReader::new(TcpStream::connect(&addr).unwrap());
     assert_eq!(request(&mut s, b"echo:after").unwrap().0, 200);
 }
+
+/// Issue 21, item 2: a client that sends its request and then never reads the response held its
+/// connection (and the slot it takes) for ever: only the header and the body had deadlines. With
+/// one connection slot, a second client waited behind it for good. The response's writes now
+/// fail once the client has read nothing for `--send-timeout`, and the next client is served.
+#[test]
+fn a_client_that_never_reads_its_response_loses_its_slot() {
+    let dir = scratch();
+    let manifest = setup(dir.path());
+    // A long header timeout, so that only the send timeout can end the stuck connection.
+    let server =
+        Server::start(&manifest, &["--max-connections", "1", "--send-timeout", "1s", "--header-timeout", "120s"]);
+    // A 15 MiB echo: more than the loopback socket buffers hold, so the server's writes block.
+    let mut body = b"echo:".to_vec();
+    body.resize(15 << 20, b'x');
+    let mut stuck = TcpStream::connect(&server.addr).unwrap();
+    let head = format!("POST /invoke/probe HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len());
+    stuck.write_all(head.as_bytes()).unwrap();
+    stuck.write_all(&body).unwrap();
+    // It never reads. The next client waits for the only slot.
+    let t = Instant::now();
+    let next = TcpStream::connect(&server.addr).unwrap();
+    next.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut next = BufReader::new(next);
+    let answer = request(&mut next, b"echo:next");
+    let waited = t.elapsed();
+    println!("a client that never read its 15 MiB response held the only slot {} ms", waited.as_millis());
+    match answer {
+        Ok((status, _, reply)) => assert_eq!((status, reply.as_slice()), (200, &b"next"[..])),
+        Err(e) => panic!("the next client was not served within 30 s ({e}): the stuck one kept the slot"),
+    }
+    assert!(waited < Duration::from_secs(20), "{waited:?}");
+    // The stuck client was being sent a 200 and its echo, and was cut off part-way.
+    stuck.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let _ = stuck.read_to_end(&mut got);
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&got[..got.len().min(200)]));
+    assert!(got.len() < 15 << 20, "the whole response arrived: it never blocked ({} bytes)", got.len());
+}
