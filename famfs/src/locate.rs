@@ -49,7 +49,7 @@ pub enum LocateError {
     },
     /// Nothing matched.
     #[error(
-        "no famfs device has {what} {uuid}; searched {searched} ({found}){skipped}; set FAMFS_DEVICE_PATH to add directories"
+        "no famfs device has {what} {uuid}; searched {searched} ({found}); set FAMFS_DEVICE_PATH to add directories"
     )]
     NotFound {
         /// "device tag" or "file-system UUID".
@@ -58,10 +58,8 @@ pub enum LocateError {
         uuid: Uuid,
         /// Where the search looked.
         searched: String,
-        /// What each famfs device found carries.
+        /// What each famfs device found carries, then the candidates skipped as untrusted.
         found: String,
-        /// Candidates skipped as untrusted (`; skipped ...`, or empty).
-        skipped: String,
     },
     /// More than one matched.
     #[error("several devices have {what} {uuid}: {paths}; name one by its path{skipped}")]
@@ -157,7 +155,7 @@ impl Locator {
                     .chain(self.extra_dirs.iter().map(|d| d.display().to_string()))
                     .collect();
                 let found = if found.is_empty() { "no famfs device found".into() } else { found.join("; ") };
-                Err(LocateError::NotFound { what, uuid, searched: searched.join(", "), found, skipped })
+                Err(LocateError::NotFound { what, uuid, searched: searched.join(", "), found: found + &skipped })
             }
             _ => {
                 let paths = matches.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");

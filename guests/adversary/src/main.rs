@@ -40,7 +40,7 @@ cases: store NAME | fd-read-into-map NAME WASI_PATH | hostcall-into-map NAME | s
        realloc-into-map NAME OTHER | hold NAME SECONDS | big-read NAME LEN |
        spin-read NAME | churn NAME N SECONDS | hold-many NAME N SECONDS | open-many NAME N |
        long-name MIB | raw-read NAME LEN | write-every NAME STRIDE | map-unplaced NAME |
-       fill-later NAME MS";
+       fill-later NAME MS | print NAME";
 
 fn usage() -> ! {
     eprintln!("{USAGE}");
@@ -115,6 +115,7 @@ fn main() {
         "write-every" => write_every(arg(&args, 1), arg(&args, 2)),
         "map-unplaced" => map_unplaced(arg(&args, 1)),
         "fill-later" => fill_later(arg(&args, 1), arg(&args, 2)),
+        "print" => print(arg(&args, 1)),
         "spin-read" => exhaust::spin_read(&args),
         "churn" => exhaust::churn(&args),
         "hold-many" => exhaust::hold_many(&args),
@@ -502,6 +503,16 @@ fn write_every(name: &str, stride: &str) {
         count += 1;
     }
     println!("wrote {count}");
+}
+
+/// Writes NAME's bytes to standard output as they are (hostile output for the Python host's
+/// decoders).
+fn print(name: &str) {
+    use std::io::Write;
+    let ds = must(name, Dataset::open(name));
+    let bytes = must(name, ds.read(0, ds.len() as usize));
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes).and_then(|()| out.flush()).unwrap_or_else(|e| fail(format_args!("stdout: {e}")));
 }
 
 /// Maps NAME, waits MS milliseconds (for a test to tighten the host's limits), then fills the
