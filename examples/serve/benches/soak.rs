@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const CONCURRENCY: usize = 16;
+/// Each guest's kernel-mapping cap: 16 of them fit the budget of half of `vm.max_map_count`.
+const KERNEL_MAPPINGS: usize = 1024;
 const WARM_UP: usize = 1000;
 const MEDIA_FILE: usize = 256 << 10;
 
@@ -146,7 +148,10 @@ fn runtime_outcome_ok(kind: Kind, r: &Result<i32, RunError>, reply: Option<&[u8]
 
 fn soak_runtime(mnt: &Path, n: usize) -> (Stats, Stats, Tally, Duration) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let runtime = Runtime::builder().max_concurrency(CONCURRENCY).build().unwrap();
+    // 16 guests' kernel-mapping caps must fit the process's budget together (the default 4096
+    // each fits 7).
+    let limits = Limits { max_kernel_mappings: KERNEL_MAPPINGS, ..Limits::default() };
+    let runtime = Runtime::builder().limits(limits).max_concurrency(CONCURRENCY).build().unwrap();
     let program = runtime.load_file(&guest_for("handler_probe", Flavor::Component), None, true).unwrap();
     let mut catalog = Catalog::open_mount(mnt).unwrap();
     catalog.grant("/").unwrap();
@@ -243,7 +248,7 @@ fn soak_serve(dir: &Path, mnt: &Path, n: usize) -> (Stats, Stats, Tally, Duratio
     std::fs::write(
         &manifest,
         format!(
-            "[module]\npath = {:?}\ninvoke = \"handle\"\n[source]\nmount = {:?}\ndatasets = [\"/\"]\n",
+            "[module]\npath = {:?}\ninvoke = \"handle\"\n[source]\nmount = {:?}\ndatasets = [\"/\"]\n[limits]\nmax_kernel_mappings = {KERNEL_MAPPINGS}\n",
             module.to_str().unwrap(),
             mnt.to_str().unwrap()
         ),

@@ -150,7 +150,8 @@ impl App {
     }
 }
 
-fn load(runtime: &Runtime, spec: &str) -> Result<(String, Function)> {
+/// Reads `NAME=MANIFEST` (a handler's manifest), not yet compiled.
+fn parse_function(spec: &str) -> Result<(String, Manifest)> {
     let (name, path) =
         spec.split_once('=').with_context(|| format!("--function '{spec}' must look like NAME=MANIFEST.toml"))?;
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -160,9 +161,30 @@ fn load(runtime: &Runtime, spec: &str) -> Result<(String, Function)> {
     if manifest.module.invoke.as_deref() != Some("handle") {
         bail!("function {name}: {path} runs a command; a served function needs `invoke = \"handle\"` in [module]");
     }
+    Ok((name.to_string(), manifest))
+}
+
+/// Compiles a function's guest and opens its catalog.
+fn load(runtime: &Runtime, manifest: Manifest) -> Result<Function> {
     let program = manifest.load(runtime)?;
     let catalog = RwLock::new(manifest.catalog()?);
-    Ok((name.to_string(), Function { manifest, program, catalog }))
+    Ok(Function { manifest, program, catalog })
+}
+
+/// The runtime's limits: the defaults, with the largest per-guest caps any function's manifest
+/// asks for, so that the concurrency is sized (and checked) for the guests it will run.
+fn runtime_limits(manifests: &[(String, Manifest)]) -> Result<Limits> {
+    let mut limits = Limits::default();
+    let (mut slots, mut maps) = (0, 0);
+    for (_, m) in manifests {
+        let l = m.limits_over(Limits::default())?;
+        slots = slots.max(l.max_mappings);
+        maps = maps.max(l.max_kernel_mappings);
+    }
+    if !manifests.is_empty() {
+        (limits.max_mappings, limits.max_kernel_mappings) = (slots, maps);
+    }
+    Ok(limits)
 }
 
 fn error(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> Response {
@@ -237,7 +259,7 @@ async fn invoke(State(app): State<Arc<App>>, Path(name): Path<String>, headers: 
         Ok(b) => b,
         Err(response) => return response,
     };
-    let defaults = Limits { timeout: Some(app.default_timeout), ..app.runtime.limits() };
+    let defaults = Limits { timeout: Some(app.default_timeout), ..Limits::default() };
     let mut inv = match f.manifest.invocation_with(defaults, body.to_vec(), f.catalog()) {
         Ok(inv) => inv,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "setup", e),
@@ -329,7 +351,8 @@ async fn main() -> Result<()> {
     if cli.max_concurrency == Some(0) || cli.max_connections == 0 {
         bail!("--max-concurrency and --max-connections must be at least 1");
     }
-    let mut builder = Runtime::builder();
+    let manifests = cli.functions.iter().map(|spec| parse_function(spec)).collect::<Result<Vec<_>>>()?;
+    let mut builder = Runtime::builder().limits(runtime_limits(&manifests)?);
     if let Some(n) = cli.max_concurrency {
         builder = builder.max_concurrency(n);
     }
@@ -340,8 +363,8 @@ async fn main() -> Result<()> {
     // Nothing runs yet: every slot is free.
     let max_concurrency = runtime.available_slots();
     let mut functions = BTreeMap::new();
-    for spec in &cli.functions {
-        let (name, f) = load(&runtime, spec)?;
+    for (name, manifest) in manifests {
+        let f = load(&runtime, manifest)?;
         tracing::info!(function = name, module = %f.manifest.module.path.display(), "loaded");
         functions.insert(name, f);
     }

@@ -185,6 +185,38 @@ fn bad_functions_fail_at_start_up() {
     }
 }
 
+/// Issue 21, items 9 and 10: the concurrency is checked against the caps the functions'
+/// manifests give their guests (all of them must fit the process's kernel-mapping budget at
+/// once), not against defaults that no invocation uses.
+#[test]
+fn the_concurrency_fits_the_functions_caps() {
+    let dir = scratch();
+    let data = text(1000, 1);
+    let img = image_with(dir.path(), 16 << 20, &[ImageFile { path: "logs/a", data: &data, strips: None }]);
+    let probe = guest_for("handler_probe", Flavor::Component);
+    // 16 guests of 4096 kernel mappings (the default) are more than half of vm.max_map_count
+    // (65,530 by default): refused at start, saying what to change.
+    let big = manifest(dir.path(), "big", &probe, &img, "");
+    let o = Command::new(env!("CARGO_BIN_EXE_famfs-serve"))
+        .args(["--listen", "127.0.0.1:0", "--max-concurrency", "16", "--function"])
+        .arg(format!("f={}", big.display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let budget = famfs_host_api::map_budget::total();
+    if 16 * 4096 > budget {
+        assert!(
+            !o.status.success() && err.contains("max_kernel_mappings") && err.contains("vm.max_map_count"),
+            "{err}"
+        );
+    }
+    // With a cap that fits, the same concurrency serves.
+    let small = manifest(dir.path(), "small", &probe, &img, "max_kernel_mappings = 1024");
+    let server = start(&[("f", &small)], &["--max-concurrency", "16"]);
+    let (status, _, body) = request(&server.addr, "POST", "/invoke/f", &[], b"echo:fits");
+    assert_eq!((status, body.as_slice()), (200, &b"fits"[..]));
+}
+
 /// The SQL guest as a function: a query in, JSON (or CSV) out; DataFusion's errors are 422.
 #[test]
 fn serves_sql_over_http() {
