@@ -6,8 +6,8 @@
 //! wasmtime installs no SIGBUS handler on Linux, so without this guard such a fault, whether it
 //! happens in guest code or in host code copying out of guest memory, kills the process.
 //!
-//! - [`install`] installs one process-wide handler (once; later calls do nothing) and keeps
-//!   the handler that was there before.
+//! - [`install`] installs one process-wide handler (once; later calls only ask for early notices
+//!   on their own thread, see below) and keeps the handler that was there before.
 //! - Each dataset mapping is [`Reservation::register`]ed for as long as it exists, in a slot a
 //!   guest [`reserve`]d for itself beforehand: one guest can never take the slots another
 //!   needs, and the table holds [`CAPACITY`] slots, enough for every concurrent guest's cap
