@@ -215,9 +215,10 @@ fn copy_on_write(addr: usize) -> Handled {
         state.store(PRIVATE, Ordering::Release);
         return Handled::Retry;
     }
-    // Not even that (strict overcommit with no commit left): the whole range becomes
-    // inaccessible, so a wasm store traps in wasmtime's handler; a store by host code ends the
-    // process, as any other allocation the kernel refused it would.
+    // Not even that (strict overcommit with less than a block of commit left): the whole range
+    // is made inaccessible (`lock`, which can fail only if a failed `mremap` left a hole), so a
+    // wasm store traps in wasmtime's handler; a store by host code ends the process, as any
+    // other allocation the kernel refused it would.
     state.store(SHARED, Ordering::Release);
     crate::sigbus::lock(slot, start, len);
     Handled::Pass
