@@ -8,11 +8,11 @@ mod common;
 use common::*;
 use famfs::{Access, Attrs, Device, Famfs, IoMode, Layout, RelPath, Source, Writer};
 
-#[test]
-fn a_read_of_memory_that_is_gone_is_an_error_not_a_dead_process() {
-    let dir = scratch();
-    let img = new_image(dir.path(), "dax.img", 32 << 20);
-    let data = pattern(4 << 20, 8);
+/// An image in `dir` holding `x.bin` (4 MiB of `pattern(.., seed)`), opened through the dax
+/// path (`IoMode::Mapped`): (image, the bytes, the file's device offset, the famfs, the file).
+fn mapped_file(dir: &std::path::Path, seed: u64) -> (std::path::PathBuf, Vec<u8>, u64, Famfs, famfs::FileMeta) {
+    let img = new_image(dir, "dax.img", 32 << 20);
+    let data = pattern(4 << 20, seed);
     let mut w = Writer::open(&img, &master()).unwrap();
     let attrs = Attrs { mode: 0o644, uid: 0, gid: 0 };
     let f = w
@@ -29,6 +29,13 @@ fn a_read_of_memory_that_is_gone_is_an_error_not_a_dead_process() {
     let start = f.map.extents()[0].offset;
     let fs = Famfs::from_device(Device::open_with(&img, Access::ReadOnly, IoMode::Mapped).unwrap()).unwrap();
     let file = fs.namespace().file("x.bin").unwrap().clone();
+    (img, data, start, fs, file)
+}
+
+#[test]
+fn a_read_of_memory_that_is_gone_is_an_error_not_a_dead_process() {
+    let dir = scratch();
+    let (img, data, start, fs, file) = mapped_file(dir.path(), 8);
     assert_eq!(fs.read_to_vec(&file).unwrap(), data, "the whole file, before");
     // The device loses everything from 1 MiB into the file's data.
     std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(start + (1 << 20)).unwrap();
@@ -89,24 +96,7 @@ fn without_process_vm_readv_reads_are_still_guarded() {
         return;
     }
     let dir = scratch();
-    let img = new_image(dir.path(), "dax.img", 32 << 20);
-    let data = pattern(4 << 20, 9);
-    let mut w = Writer::open(&img, &master()).unwrap();
-    let attrs = Attrs { mode: 0o644, uid: 0, gid: 0 };
-    let f = w
-        .create_file(
-            &RelPath::parse("x.bin").unwrap(),
-            Source::Bytes(&data),
-            data.len() as u64,
-            attrs,
-            Layout::Simple,
-            &mut |_| {},
-        )
-        .unwrap();
-    drop(w);
-    let start = f.map.extents()[0].offset;
-    let fs = Famfs::from_device(Device::open_with(&img, Access::ReadOnly, IoMode::Mapped).unwrap()).unwrap();
-    let file = fs.namespace().file("x.bin").unwrap().clone();
+    let (img, data, start, fs, file) = mapped_file(dir.path(), 9);
     forbid_process_vm_readv();
     assert_eq!(fs.read_to_vec(&file).unwrap(), data, "the whole file, read without process_vm_readv");
     std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(start + (1 << 20)).unwrap();

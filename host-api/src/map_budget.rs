@@ -47,12 +47,18 @@ pub struct Reservation(usize);
 /// Promises `n` kernel mappings of the budget to one guest, or `None` when the other guests'
 /// promises leave fewer.
 pub fn reserve(n: usize) -> Option<Reservation> {
-    let total = total();
-    let mut cur = RESERVED.load(Ordering::Relaxed);
+    // Lazily: a Reservation made and dropped on refusal would give back what it never took.
+    take(&RESERVED, n, total()).then(|| Reservation(n))
+}
+
+/// Adds `n` to `counter` unless that would pass `limit` (one compare-and-swap loop, so
+/// concurrent takers never pass it together); whether it did. The guard slots use it too.
+pub(crate) fn take(counter: &AtomicUsize, n: usize, limit: usize) -> bool {
+    let mut cur = counter.load(Ordering::Relaxed);
     loop {
-        let next = cur.checked_add(n).filter(|&t| t <= total)?;
-        match RESERVED.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
-            Ok(_) => return Some(Reservation(n)),
+        let Some(next) = cur.checked_add(n).filter(|&t| t <= limit) else { return false };
+        match counter.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return true,
             Err(actual) => cur = actual,
         }
     }
@@ -82,15 +88,7 @@ impl Charge {
 
 /// Takes `n` kernel mappings from the budget, or `None` when fewer are left.
 pub fn charge(n: usize) -> Option<Charge> {
-    let total = total();
-    let mut cur = USED.load(Ordering::Relaxed);
-    loop {
-        let next = cur.checked_add(n).filter(|&t| t <= total)?;
-        match USED.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
-            Ok(_) => return Some(Charge(n)),
-            Err(actual) => cur = actual,
-        }
-    }
+    take(&USED, n, total()).then(|| Charge(n))
 }
 
 impl Drop for Charge {

@@ -155,14 +155,10 @@ pub struct Reservation {
 
 /// Promises `n` guard slots to one guest; fails when the other guests' promises leave fewer.
 pub fn reserve(n: usize) -> Result<Reservation, GuardError> {
-    let mut cur = RESERVED.load(Ordering::Relaxed);
-    loop {
-        let next = cur.checked_add(n).filter(|&t| t <= CAPACITY).ok_or(GuardError::ProcessFull)?;
-        match RESERVED.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
-            Ok(_) => return Ok(Reservation { limit: n, live: Arc::new(AtomicUsize::new(0)) }),
-            Err(actual) => cur = actual,
-        }
+    if !crate::map_budget::take(&RESERVED, n, CAPACITY) {
+        return Err(GuardError::ProcessFull);
     }
+    Ok(Reservation { limit: n, live: Arc::new(AtomicUsize::new(0)) })
 }
 
 /// Slots not promised to any guest.

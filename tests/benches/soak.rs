@@ -11,7 +11,7 @@
 
 use famfs_host_api::{Catalog, MapTechnique};
 use famfs_run_tests::{ImageFile, guest, image_with, native, text};
-use famfs_runtime::{Limits, RunError, Runtime};
+use famfs_runtime::{Limits, Runtime};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +46,7 @@ fn case(i: usize) -> (&'static str, Vec<&'static str>, MapTechnique) {
         &["fill-later", "data/big.txt", "0"],
         &["double-drop", "data/odd.txt"],
     ];
-    let technique = if (i / 7) % 2 == 0 { MapTechnique::Private } else { MapTechnique::Shared };
+    let technique = if (i / 7).is_multiple_of(2) { MapTechnique::Private } else { MapTechnique::Shared };
     match i % 20 {
         0 => ("wc", vec!["data/odd.txt", "data/big.txt"], technique),
         10 => ("adversary", vec!["sum", "data/big.txt"], technique),
