@@ -13,9 +13,10 @@
 
 use crate::catalog::{Catalog, Dataset};
 use crate::error::ErrorCode;
+use crate::guest::GuestState;
 use crate::guest_memory::GuestMemory;
 use crate::interrupt::Interrupt;
-use crate::limits::{HostLimits, MAX_READ};
+use crate::limits::HostLimits;
 use crate::mapper::{LinearMemory, Mapper, MapperError};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
@@ -43,16 +44,12 @@ pub struct MappingEntry {
     at: u32,
 }
 
-/// Per-store host state behind a component's `famfs:dataset` imports.
+/// Per-store host state behind a component's `famfs:dataset` imports: the guest's
+/// [`GuestState`], and the handles wasmtime lifts and lowers.
 pub struct ComponentHost {
-    catalog: Catalog,
+    guest: GuestState,
     table: ResourceTable,
-    mapper: Mapper,
     memories: Vec<GuestMemory>,
-    limits: HostLimits,
-    /// Datasets open now (the table also holds mappings).
-    open: usize,
-    interrupt: Interrupt,
 }
 
 impl ComponentHost {
@@ -75,46 +72,31 @@ impl ComponentHost {
             None => None,
         };
         let populate = options.contains(types::MapFlags::POPULATE);
-        let r = match lm {
-            None => Err(ErrorCode::NoAddressSpace),
-            Some(lm) => self.mapper.map_into(lm, &dataset, offset, len, at, reserved, populate),
-        };
-        tracing::debug!(dataset = dataset.name(), offset, len, at, reserved, ok = r.is_ok(), "dataset.map");
-        match r {
-            Ok(at) => match self.table.push(MappingEntry { at }) {
-                Ok(m) => Ok(Ok(m)),
-                Err(e) => {
-                    self.mapper.unmap(at);
-                    Err(e.into())
-                }
-            },
-            Err(e) => Ok(Err(code(e))),
-        }
+        let table = &mut self.table;
+        let r = self
+            .guest
+            .map(lm, &dataset, offset, len, at, reserved, populate, |at| table.push(MappingEntry { at }).ok());
+        Ok(r.map_err(code))
     }
 
     /// A guest's view of `catalog` under `limits`, nothing open yet and no memory known; fails
     /// when the process cannot reserve the guard slots `limits` promise this guest.
     pub fn new(catalog: Catalog, limits: HostLimits) -> Result<ComponentHost, MapperError> {
         Ok(ComponentHost {
-            catalog,
+            guest: GuestState::new(catalog, limits)?,
             table: ResourceTable::new(),
-            mapper: Mapper::new(limits.map)?,
             memories: Vec::new(),
-            limits,
-            open: 0,
-            interrupt: Interrupt::never(),
         })
     }
 
     /// Whether one of the guest's mappings has seen a media error (polled every epoch tick).
     pub fn has_media_error(&self) -> bool {
-        self.mapper.has_fault()
+        self.guest.has_media_error()
     }
 
     /// Stops long host work (populating a mapping, walking a tree) when `interrupt` is raised.
     pub fn set_interrupt(&mut self, interrupt: Interrupt) {
-        self.mapper.set_interrupt(interrupt.clone());
-        self.interrupt = interrupt;
+        self.guest.set_interrupt(interrupt);
     }
 
     /// Tells the host which memories instantiation created
@@ -125,7 +107,7 @@ impl ComponentHost {
 
     /// The mapper (metrics, faults).
     pub fn mapper(&mut self) -> &mut Mapper {
-        &mut self.mapper
+        self.guest.mapper()
     }
 
     fn memory(&self) -> Option<&GuestMemory> {
@@ -188,21 +170,12 @@ impl types::Host for &mut ComponentHost {}
 
 impl catalog::Host for &mut ComponentHost {
     fn open(&mut self, name: String) -> Trappable<Result<Resource<Dataset>, types::ErrorCode>> {
-        let r =
-            if self.open >= self.limits.max_open { Err(ErrorCode::NoAddressSpace) } else { self.catalog.open(&name) };
-        tracing::debug!(name, ok = r.is_ok(), "catalog.open");
-        match r {
-            Ok(d) => {
-                let handle = self.table.push(d)?;
-                self.open += 1;
-                Ok(Ok(handle))
-            }
-            Err(e) => Ok(Err(code(e))),
-        }
+        let table = &mut self.table;
+        Ok(self.guest.open(&name, |d| table.push(d).ok()).map_err(code))
     }
 
     fn list(&mut self) -> Trappable<Vec<types::DatasetInfo>> {
-        let infos = self.catalog.list_until(&self.interrupt);
+        let infos = self.guest.list();
         Ok(infos.into_iter().map(|i| types::DatasetInfo { name: i.name, len: i.len }).collect())
     }
 }
@@ -218,16 +191,12 @@ impl catalog::HostDataset for &mut ComponentHost {
 
     fn read(&mut self, d: Resource<Dataset>, offset: u64, len: u32) -> Trappable<Result<Vec<u8>, types::ErrorCode>> {
         let d = self.table.get(&d)?;
-        if offset > d.len() {
-            return Ok(Err(types::ErrorCode::InvalidArgument));
-        }
-        // A host buffer here: wasmtime copies it into memory from the guest's `cabi_realloc`.
-        // It is at most MAX_READ bytes; the guest asks again for the rest.
-        let n = u64::from(len).min(d.len() - offset);
-        if n > self.limits.max_memory {
-            return Ok(Err(types::ErrorCode::NoAddressSpace));
-        }
-        let n = (n as u32).min(MAX_READ) as usize;
+        // A host buffer here, of at most MAX_READ bytes: wasmtime copies it into memory from the
+        // guest's `cabi_realloc`.
+        let n = match self.guest.read_len(d, offset, len) {
+            Ok(n) => n as usize,
+            Err(e) => return Ok(Err(code(e))),
+        };
         let mut buf = vec![0u8; n];
         Ok(match d.read_at(offset, &mut buf) {
             Ok(got) => {
@@ -252,7 +221,7 @@ impl catalog::HostDataset for &mut ComponentHost {
 
     fn map_unit(&mut self, d: Resource<Dataset>) -> Trappable<u64> {
         let dataset = self.table.get(&d)?;
-        Ok(self.mapper.map_unit(dataset))
+        Ok(self.guest.map_unit(dataset))
     }
 
     fn map_into(
@@ -269,7 +238,7 @@ impl catalog::HostDataset for &mut ComponentHost {
 
     fn drop(&mut self, d: Resource<Dataset>) -> Trappable<()> {
         self.table.delete(d)?;
-        self.open -= 1;
+        self.guest.closed();
         Ok(())
     }
 }
@@ -281,7 +250,7 @@ impl catalog::HostMapping for &mut ComponentHost {
 
     fn len(&mut self, m: Resource<MappingEntry>) -> Trappable<u32> {
         let at = self.table.get(&m)?.at;
-        match self.mapper.mapping_len(at) {
+        match self.guest.mapping_len(at) {
             Some(len) => Ok(len),
             None => wasmtime::bail!("famfs:dataset: mapping at {at:#x} is not live"),
         }
@@ -289,7 +258,7 @@ impl catalog::HostMapping for &mut ComponentHost {
 
     fn drop(&mut self, m: Resource<MappingEntry>) -> Trappable<()> {
         let entry = self.table.delete(m)?;
-        self.mapper.unmap(entry.at);
+        self.guest.unmap(entry.at);
         Ok(())
     }
 }

@@ -22,24 +22,23 @@
 
 use crate::catalog::{Catalog, Dataset};
 use crate::error::ErrorCode;
+use crate::guest::GuestState;
 use crate::handles::HandleTable;
 use crate::interrupt::Interrupt;
-use crate::limits::{HostLimits, MAX_READ};
+use crate::limits::HostLimits;
 use crate::mapper::{LinearMemory, Mapper, MapperError, MappingFault};
 use wasmtime::{AsContext, Caller, Linker, Memory, Result, TypedFunc, bail};
 
 /// The import module name.
 pub const MODULE: &str = "famfs:dataset/catalog@0.1.0";
 
-/// Per-instance host state behind the imports.
+/// Per-instance host state behind the imports: the guest's [`GuestState`], and the handle
+/// tables the canonical ABI's integers index.
 pub struct DatasetHost {
-    catalog: Catalog,
+    guest: GuestState,
     datasets: HandleTable<Dataset>,
     /// Mapping handle → guest address of the mapping.
     mappings: HandleTable<u32>,
-    mapper: Mapper,
-    limits: HostLimits,
-    interrupt: Interrupt,
     /// The host is calling the guest's `cabi_realloc` to lower a result: an import called now
     /// is a re-entrant call, which the canonical ABI forbids (and which would let a guest make
     /// the host hold one more result per level, uncounted).
@@ -51,36 +50,32 @@ impl DatasetHost {
     /// cannot reserve the guard slots `limits` promise this guest.
     pub fn new(catalog: Catalog, limits: HostLimits) -> std::result::Result<DatasetHost, MapperError> {
         Ok(DatasetHost {
-            catalog,
+            guest: GuestState::new(catalog, limits)?,
             datasets: HandleTable::default(),
             mappings: HandleTable::default(),
-            mapper: Mapper::new(limits.map)?,
-            limits,
-            interrupt: Interrupt::never(),
             lowering: false,
         })
     }
 
     /// Whether one of the guest's mappings has seen a media error (polled every epoch tick).
     pub fn has_media_error(&self) -> bool {
-        self.mapper.has_fault()
+        self.guest.has_media_error()
     }
 
     /// Stops long host work (populating a mapping, walking a tree) when `interrupt` is raised.
     pub fn set_interrupt(&mut self, interrupt: Interrupt) {
-        self.mapper.set_interrupt(interrupt.clone());
-        self.interrupt = interrupt;
+        self.guest.set_interrupt(interrupt);
     }
 
     /// The mapper (metrics, faults).
     pub fn mapper(&mut self) -> &mut Mapper {
-        &mut self.mapper
+        self.guest.mapper()
     }
 
     /// Faults seen by this guest's mappings so far; the runtime fails the invocation when
     /// there is one.
     pub fn take_faults(&mut self) -> Vec<MappingFault> {
-        self.mapper.take_faults()
+        self.guest.take_faults()
     }
 }
 
@@ -205,18 +200,13 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
             return write_result_u32(&mut c, &mem, ret, Err(ErrorCode::NotPermitted));
         };
         let host = c.data_mut().dataset_host();
-        let r = if host.datasets.len() >= host.limits.max_open {
-            Err(ErrorCode::NoAddressSpace)
-        } else {
-            host.catalog.open(&name).and_then(|d| host.datasets.insert(d).ok_or(ErrorCode::NoAddressSpace))
-        };
-        tracing::debug!(name, ok = r.is_ok(), "catalog.open");
+        let datasets = &mut host.datasets;
+        let r = host.guest.open(&name, |d| datasets.insert(d));
         write_result_u32(&mut c, &mem, ret, r)
     })?;
     linker.func_wrap(MODULE, "list", |mut c: Caller<'_, T>, ret: u32| -> Result<()> {
         let mem = memory(&mut c)?;
-        let host = c.data_mut().dataset_host();
-        let infos = host.catalog.list_until(&host.interrupt);
+        let infos = c.data_mut().dataset_host().guest.list();
         let mut elems = Vec::with_capacity(infos.len() * 16);
         for info in &infos {
             let (p, l) = lower_string(&mut c, &mem, &info.name)?;
@@ -250,24 +240,19 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
             let mem = memory(&mut c)?;
             let d = dataset(&mut c, h)?;
             let mut out = [0u8; 12];
-            if offset > d.len() {
-                out[0] = 1;
-                out[4] = ErrorCode::InvalidArgument as u8;
-                return write(&mut c, &mem, ret, &out, 4);
-            }
-            let n = u64::from(len).min(d.len() - offset);
-            if n > c.data_mut().dataset_host().limits.max_memory {
-                out[0] = 1;
-                out[4] = ErrorCode::NoAddressSpace as u8;
-                return write(&mut c, &mem, ret, &out, 4);
-            }
-            // At most MAX_READ a call, so no call keeps the host busy for long.
-            let n = (n as u32).min(MAX_READ);
+            let n = match c.data_mut().dataset_host().guest.read_len(&d, offset, len) {
+                Ok(n) => n,
+                Err(code) => {
+                    out[0] = 1;
+                    out[4] = code as u8;
+                    return write(&mut c, &mem, ret, &out, 4);
+                }
+            };
             let ptr = realloc(&mut c, &mem, 1, n)?;
             // The list may lie in a shared dataset mapping (cabi_realloc chose it): its pages
             // get their private copies before the kernel writes there.
             let dst_host = mem.data_ptr(&c) as usize + ptr as usize;
-            c.data_mut().dataset_host().mapper.prepare_kernel_write(dst_host, n as usize);
+            c.data_mut().dataset_host().guest.mapper().prepare_kernel_write(dst_host, n as usize);
             // Read straight into guest memory: no host buffer, and the guest's memory limit
             // bounds the size. A private dataset mapping there takes the write harmlessly.
             let dst = &mut mem.data_mut(&mut c)[ptr as usize..ptr as usize + n as usize];
@@ -301,7 +286,7 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
     )?;
     linker.func_wrap(MODULE, "[method]dataset.map-unit", |mut c: Caller<'_, T>, h: u32| -> Result<u64> {
         let d = dataset(&mut c, h)?;
-        Ok(c.data_mut().dataset_host().mapper.map_unit(&d))
+        Ok(c.data_mut().dataset_host().guest.map_unit(&d))
     })?;
     linker.func_wrap(MODULE, "[method]mapping.addr", |mut c: Caller<'_, T>, h: u32| -> Result<u32> {
         not_reentrant(&mut c)?;
@@ -313,15 +298,19 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
     linker.func_wrap(MODULE, "[method]mapping.len", |mut c: Caller<'_, T>, h: u32| -> Result<u32> {
         not_reentrant(&mut c)?;
         let host = c.data_mut().dataset_host();
-        match host.mappings.get(h).and_then(|&at| host.mapper.mapping_len(at)) {
+        match host.mappings.get(h).and_then(|&at| host.guest.mapping_len(at)) {
             Some(len) => Ok(len),
             None => trap(format!("unknown or dropped mapping handle {h}")),
         }
     })?;
     linker.func_wrap(MODULE, "[resource-drop]dataset", |mut c: Caller<'_, T>, h: u32| -> Result<()> {
         not_reentrant(&mut c)?;
-        match c.data_mut().dataset_host().datasets.remove(h) {
-            Some(_) => Ok(()),
+        let host = c.data_mut().dataset_host();
+        match host.datasets.remove(h) {
+            Some(_) => {
+                host.guest.closed();
+                Ok(())
+            }
             None => trap(format!("dropping unknown or already dropped dataset handle {h}")),
         }
     })?;
@@ -330,7 +319,7 @@ pub unsafe fn add_to_linker<T: DatasetView + Send + 'static>(linker: &mut Linker
         let host = c.data_mut().dataset_host();
         match host.mappings.remove(h) {
             Some(at) => {
-                host.mapper.unmap(at);
+                host.guest.unmap(at);
                 Ok(())
             }
             None => trap(format!("dropping unknown or already dropped mapping handle {h}")),
@@ -361,17 +350,7 @@ fn map_call<T: DatasetView + Send + 'static>(
     // into guest memory is live across this call.
     let lm = unsafe { LinearMemory::new(base, size) };
     let host = c.data_mut().dataset_host();
-    let r = match lm {
-        None => Err(ErrorCode::NoAddressSpace),
-        Some(lm) => host.mapper.map_into(lm, &d, offset, len, at, reserved, flags & 1 != 0),
-    }
-    .and_then(|at| match host.mappings.insert(at) {
-        Some(handle) => Ok(handle),
-        None => {
-            host.mapper.unmap(at);
-            Err(ErrorCode::NoAddressSpace)
-        }
-    });
-    tracing::debug!(dataset = d.name(), offset, len, at, reserved, ok = r.is_ok(), "dataset.map");
+    let mappings = &mut host.mappings;
+    let r = host.guest.map(lm, &d, offset, len, at, reserved, flags & 1 != 0, |at| mappings.insert(at));
     write_result_u32(&mut c, &mem, ret, r)
 }

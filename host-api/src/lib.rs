@@ -7,6 +7,8 @@
 //!   mounted directory.
 //! - [`mapper`]: maps dataset ranges zero-copy into a guest's linear memory, with the
 //!   [`sigbus`] guard and the process-wide [`map_budget`] of kernel mappings.
+//! - [`guest::GuestState`]: one guest's catalog, mapper, caps and interrupt, shared by both
+//!   ABIs below, so that each check and cap exists once.
 //! - [`HostLimits`]: what one guest may hold of the process's resources (mappings, open
 //!   datasets, host buffers), and [`Interrupt`], which stops long host work when its time is up.
 //! - [`core_abi`]: the canonical-ABI imports for core modules (wasm32-wasip1 guests built with
@@ -16,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod beneath;
+mod budget;
 pub mod catalog;
 #[cfg(feature = "wasmtime")]
 pub mod component;
@@ -23,12 +26,15 @@ pub mod component;
 pub mod core_abi;
 pub mod cow;
 mod error;
+pub mod fd_budget;
+pub mod guest;
 #[cfg(feature = "wasmtime")]
 pub mod guest_memory;
 pub mod handles;
 pub mod interrupt;
 pub mod limits;
 pub mod map_budget;
+pub use budget::Share;
 mod map_plan;
 pub mod mapper;
 pub mod sigbus;

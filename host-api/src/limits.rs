@@ -25,6 +25,6 @@ pub struct HostLimits {
 
 impl Default for HostLimits {
     fn default() -> Self {
-        HostLimits { map: MapLimits::default(), max_open: 1024, max_memory: 4 << 30 }
+        HostLimits { map: MapLimits::default(), max_open: 256, max_memory: 4 << 30 }
     }
 }

@@ -13,6 +13,7 @@
 //! of the guests running at once add up to at most the budget, so a guest under its own cap never
 //! finds the budget taken by the others, and a guest that cannot have its cap does not start.
 
+use crate::budget::Share;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -41,27 +42,12 @@ pub fn used() -> usize {
 }
 
 /// Kernel mappings promised to one guest (its cap); given back when dropped.
-#[derive(Debug)]
-pub struct Reservation(usize);
+pub type Reservation = Share;
 
 /// Promises `n` kernel mappings of the budget to one guest, or `None` when the other guests'
 /// promises leave fewer.
 pub fn reserve(n: usize) -> Option<Reservation> {
-    // Lazily: a Reservation made and dropped on refusal would give back what it never took.
-    take(&RESERVED, n, total()).then(|| Reservation(n))
-}
-
-/// Adds `n` to `counter` unless that would pass `limit` (one compare-and-swap loop, so
-/// concurrent takers never pass it together); whether it did. The guard slots use it too.
-pub(crate) fn take(counter: &AtomicUsize, n: usize, limit: usize) -> bool {
-    let mut cur = counter.load(Ordering::Relaxed);
-    loop {
-        let Some(next) = cur.checked_add(n).filter(|&t| t <= limit) else { return false };
-        match counter.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
-            Ok(_) => return true,
-            Err(actual) => cur = actual,
-        }
-    }
+    Share::take(&RESERVED, n, total())
 }
 
 /// Kernel mappings of the budget not promised to any guest.
@@ -69,32 +55,12 @@ pub fn unreserved() -> usize {
     total().saturating_sub(RESERVED.load(Ordering::Acquire))
 }
 
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        RESERVED.fetch_sub(self.0, Ordering::AcqRel);
-    }
-}
-
-/// Kernel mappings taken from the budget; given back when dropped.
-#[derive(Debug)]
-pub struct Charge(usize);
-
-impl Charge {
-    /// How many kernel mappings this charge holds.
-    pub fn count(&self) -> usize {
-        self.0
-    }
-}
+/// Kernel mappings taken from the budget by live mappings; given back when dropped.
+pub type Charge = Share;
 
 /// Takes `n` kernel mappings from the budget, or `None` when fewer are left.
 pub fn charge(n: usize) -> Option<Charge> {
-    take(&USED, n, total()).then(|| Charge(n))
-}
-
-impl Drop for Charge {
-    fn drop(&mut self) {
-        USED.fetch_sub(self.0, Ordering::AcqRel);
-    }
+    Share::take(&USED, n, total())
 }
 
 #[cfg(test)]

@@ -155,7 +155,7 @@ pub struct Reservation {
 
 /// Promises `n` guard slots to one guest; fails when the other guests' promises leave fewer.
 pub fn reserve(n: usize) -> Result<Reservation, GuardError> {
-    if !crate::map_budget::take(&RESERVED, n, CAPACITY) {
+    if !crate::budget::take(&RESERVED, n, CAPACITY) {
         return Err(GuardError::ProcessFull);
     }
     Ok(Reservation { limit: n, live: Arc::new(AtomicUsize::new(0)) })

@@ -52,6 +52,7 @@ from ._native import (
     StackOverflow,
     Timeout,
     Trap,
+    WasiResources,
 )
 
 __version__ = _native.__version__
@@ -76,6 +77,7 @@ __all__ = [
     "FuelExhausted",
     "MemoryLimit",
     "StackOverflow",
+    "WasiResources",
     "MediaError",
     "Trap",
     "HandlerError",
@@ -99,6 +101,7 @@ for _cls, _kind in [
     (FuelExhausted, "fuel-exhausted"),
     (MemoryLimit, "memory-limit"),
     (StackOverflow, "stack-overflow"),
+    (WasiResources, "wasi-resources"),
     (MediaError, "media"),
     (Trap, "trap"),
     (HandlerError, "handler"),

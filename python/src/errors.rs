@@ -6,7 +6,7 @@
 //! FamfsRunError
 //! ├── GuestError            an invocation failed (RunError); `.kind` as in `famfs-run --json`
 //! │   ├── CompileError, LinkError, NeedsComponent, MissingExport, SetupError, Cancelled,
-//! │   ├── Timeout, FuelExhausted, MemoryLimit, StackOverflow, MediaError, Trap,
+//! │   ├── Timeout, FuelExhausted, MemoryLimit, StackOverflow, WasiResources, MediaError, Trap,
 //! │   ├── HandlerError, HostError
 //! │   └── ExitStatusError   the guest exited with a non-zero status (Outcome.check())
 //! ├── LoadError             a guest could not be read, verified or loaded
@@ -37,6 +37,7 @@ create_exception!(famfs_run, Timeout, GuestError, "The guest ran out of time.");
 create_exception!(famfs_run, FuelExhausted, GuestError, "The guest used up its fuel budget.");
 create_exception!(famfs_run, MemoryLimit, GuestError, "The guest asked for more memory than its limit.");
 create_exception!(famfs_run, StackOverflow, GuestError, "The guest overflowed its call stack.");
+create_exception!(famfs_run, WasiResources, GuestError, "The guest held more WASI resources than its cap.");
 create_exception!(famfs_run, MediaError, GuestError, "The memory behind a mapped dataset failed.");
 create_exception!(famfs_run, Trap, GuestError, "The guest trapped.");
 create_exception!(famfs_run, HandlerError, GuestError, "A handler returned an error of its own.");
@@ -66,6 +67,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         FuelExhausted,
         MemoryLimit,
         StackOverflow,
+        WasiResources,
         MediaError,
         Trap,
         HandlerError,
@@ -97,6 +99,7 @@ pub fn run_error(e: &RunError) -> PyErr {
             "the guest hit its memory limit of {limit} bytes (it asked for {requested}); raise max_memory= or map smaller windows"
         )),
         RunError::StackOverflow => StackOverflow::new_err(message),
+        RunError::WasiResources { .. } => WasiResources::new_err(message),
         RunError::Media(_) => MediaError::new_err(message),
         RunError::Trap { .. } => Trap::new_err(message),
         RunError::Handler { .. } => HandlerError::new_err(message),

@@ -5,11 +5,13 @@
 //! - [`famfs`]: `Famfs`, a famfs image or device: mkfs, ls, stat, cat, mkdir, cp, fsck.
 //! - [`feather`]: Arrow tables written as aligned Arrow IPC files straight into a famfs.
 //! - [`errors`]: one exception class per way a run can fail, with the CLI's message.
+//! - [`arrow_ipc`]: a guest's Arrow IPC output as a validated, zero-copy `pyarrow.Table`.
 //!
 //! The pure-Python part (`python/famfs_run/`) adds what is easier there: `Outcome.arrow()` is
 //! here, but `Famfs.open` (a memoryview over Python's `mmap`), recursive copies and the Ray
 //! helpers are Python.
 
+mod arrow_ipc;
 mod convert;
 mod errors;
 mod famfs;
@@ -26,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<runtime::Outcome>()?;
     m.add_class::<runtime::Manifest>()?;
     m.add_class::<famfs::Famfs>()?;
+    m.add_function(wrap_pyfunction!(arrow_ipc::read_arrow_ipc, m)?)?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

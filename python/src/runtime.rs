@@ -596,30 +596,8 @@ impl Outcome {
                 me.program
             )));
         }
-        let pa = py.import("pyarrow")?;
-        let ipc = py.import("pyarrow.ipc")?;
-        // The bytes are the guest's, as untrusted as any input: pyarrow's reader checks the
-        // messages but not the data (an offset past its buffer, a dictionary index out of
-        // range), which code reading the table then trusts. Validated in full before the table
-        // is handed out, so malformed output is a ValueError, never a read out of bounds.
-        let decode = || -> PyResult<Bound<'py, PyAny>> {
-            // `foreign_buffer` keeps `slf` (the owner of the bytes) alive as long as the buffer
-            // and every array sliced from it; the bytes never move or change (`Outcome` is
-            // frozen).
-            let address = me.stdout.as_ptr() as usize;
-            let buffer = pa.call_method1("foreign_buffer", (address, me.stdout.len(), slf))?;
-            let reader = if me.stdout.starts_with(b"ARROW1") {
-                ipc.call_method1("open_file", (buffer,))?
-            } else {
-                ipc.call_method1("open_stream", (buffer,))?
-            };
-            let table = reader.call_method0("read_all")?;
-            let full = pyo3::types::PyDict::new(py);
-            full.set_item("full", true)?;
-            table.call_method("validate", (), Some(&full))?;
-            Ok(table)
-        };
-        decode().map_err(|e| {
+        // `slf` owns the bytes: they never move or change (`Outcome` is frozen).
+        crate::arrow_ipc::read(slf.as_any(), &me.stdout).map_err(|e| {
             PyValueError::new_err(format!(
                 "the standard output of {} is not valid Arrow IPC: {}",
                 me.program,

@@ -129,9 +129,9 @@ struct Prepared {
     compile_ms: f64,
 }
 
-/// The runtime of one famfs-run process (counting fuel when a budget is given).
+/// The runtime of one famfs-run process (counting fuel when a budget is given): one invocation.
 fn runtime(fuel: bool, cache_dir: Option<&Path>) -> Result<Runtime> {
-    let mut builder = Runtime::builder().fuel(fuel);
+    let mut builder = Runtime::builder().fuel(fuel).max_concurrency(1);
     if let Some(dir) = cache_dir {
         builder = builder.cache_dir(dir);
     }

@@ -8,7 +8,7 @@ use crate::limits::Limiter;
 use crate::run::{self, Entry, Invocation, Metrics, Outcome, Pipes, Ran, RunError};
 use crate::wasi_fs::{FamfsDirs, WasiFamfsView};
 use famfs_host_api::component::{ComponentHost, ComponentView, HandlerPre};
-use famfs_host_api::guest_memory;
+use famfs_host_api::{fd_budget, guest_memory};
 use std::sync::OnceLock;
 use std::time::Instant;
 use wasmtime::Store;
@@ -23,6 +23,8 @@ pub struct ComponentState {
     host: ComponentHost,
     limiter: Limiter,
     famfs_dirs: Option<FamfsDirs>,
+    /// The guest's descriptor caps, promised to it while it runs.
+    _descriptors: fd_budget::Reservation,
 }
 
 impl WasiFamfsView for ComponentState {
@@ -129,12 +131,15 @@ fn run_inner(
     let famfs_dirs = famfs_dirs(inv)?;
     let pre = program.pre(engine, famfs_dirs.is_some())?.clone();
     let component = &program.component;
+    let descriptors = run::reserve_descriptors(inv)?;
     let wasi = run::wasi_builder(inv, pipes)?.build();
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(inv.limits.max_wasi_resources);
     let deadline = run::Deadline::of(inv);
     let mut host = ComponentHost::new(inv.catalog.clone(), inv.limits.host()).map_err(run::no_room_for_guest)?;
     host.set_interrupt(deadline.interrupt());
-    let state =
-        ComponentState { wasi, table: ResourceTable::new(), host, limiter: Limiter::new(&inv.limits), famfs_dirs };
+    let limiter = Limiter::new(&inv.limits);
+    let state = ComponentState { wasi, table, host, limiter, famfs_dirs, _descriptors: descriptors };
     let mut store = Store::new(engine.component_engine(), state);
     store.limiter(|s| &mut s.limiter);
     run::limit_store(&mut store, engine, inv, &deadline)?;

@@ -4,17 +4,19 @@
 use crate::engine::SandboxEngine;
 use crate::limits::Limiter;
 use crate::run::{self, Entry, Invocation, Metrics, Outcome, Pipes, Ran, RunError};
-use famfs_host_api::{DatasetHost, DatasetView};
+use famfs_host_api::{DatasetHost, DatasetView, fd_budget};
 use std::time::Instant;
 use wasmtime::{InstancePre, Linker, Store};
-use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{I32Exit, WasiView};
 
 /// The store data of a core-module invocation.
 pub struct CoreState {
     wasi: WasiP1Ctx,
     datasets: DatasetHost,
     limiter: Limiter,
+    /// The guest's descriptor caps, promised to it while it runs.
+    _descriptors: fd_budget::Reservation,
 }
 
 impl DatasetView for CoreState {
@@ -57,11 +59,13 @@ fn run_inner(
     if !inv.famfs_dirs.is_empty() {
         return Err(RunError::NeedsComponent { needs: "WASI directories served from a famfs image".into() });
     }
-    let wasi = run::wasi_builder(inv, pipes)?.build_p1();
+    let descriptors = run::reserve_descriptors(inv)?;
+    let mut wasi = run::wasi_builder(inv, pipes)?.build_p1();
+    wasi.ctx().table.set_max_capacity(inv.limits.max_wasi_resources);
     let deadline = run::Deadline::of(inv);
     let mut datasets = DatasetHost::new(inv.catalog.clone(), inv.limits.host()).map_err(run::no_room_for_guest)?;
     datasets.set_interrupt(deadline.interrupt());
-    let state = CoreState { wasi, datasets, limiter: Limiter::new(&inv.limits) };
+    let state = CoreState { wasi, datasets, limiter: Limiter::new(&inv.limits), _descriptors: descriptors };
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|h| &mut h.limiter);
     run::limit_store(&mut store, engine, inv, &deadline)?;

@@ -84,6 +84,21 @@ pub enum EmbedError {
         /// The process's kernel-mapping budget.
         available: usize,
     },
+    /// The concurrency and the per-guest descriptor caps ask for more of the process's
+    /// descriptor budget (half of `RLIMIT_NOFILE`) than it has.
+    #[error(
+        "{concurrency} concurrent invocations of up to {per_guest} file descriptors each (max_open_datasets + max_wasi_resources) need {needed}; the process has {available} (half of RLIMIT_NOFILE): lower max_concurrency or those caps, or raise `ulimit -n`"
+    )]
+    Descriptors {
+        /// The concurrency asked for.
+        concurrency: usize,
+        /// `Limits::descriptors()`.
+        per_guest: usize,
+        /// Their product.
+        needed: usize,
+        /// The process's descriptor budget.
+        available: usize,
+    },
     /// The concurrency and the per-guest mapping cap ask for more SIGBUS guard slots than the
     /// process has.
     #[error(
@@ -115,12 +130,14 @@ pub struct RuntimeBuilder {
 
 /// The concurrency a [`Runtime`] gets unless told otherwise: 4 invocations per CPU, but never
 /// more than the process can give each its caps at once: the SIGBUS guard's slots divided by
-/// `max_mappings`, and the kernel-mapping budget (half of `vm.max_map_count`) divided by
-/// `max_kernel_mappings`. At least 1.
+/// `max_mappings`, the kernel-mapping budget (half of `vm.max_map_count`) divided by
+/// `max_kernel_mappings`, and the descriptor budget (half of `RLIMIT_NOFILE`) divided by
+/// [`Limits::descriptors`]. At least 1.
 pub fn default_concurrency(cpus: usize, limits: &Limits) -> usize {
     let by_slots = famfs_host_api::sigbus::CAPACITY / limits.max_mappings.max(1);
     let by_maps = famfs_host_api::map_budget::total() / limits.max_kernel_mappings.max(1);
-    cpus.saturating_mul(4).min(by_slots).min(by_maps).max(1)
+    let by_fds = famfs_host_api::fd_budget::total() / limits.descriptors().max(1);
+    cpus.saturating_mul(4).min(by_slots).min(by_maps).min(by_fds).max(1)
 }
 
 impl RuntimeBuilder {
@@ -158,9 +175,17 @@ impl RuntimeBuilder {
 
     /// Builds the runtime. Fails when `max_concurrency` guests could not each hold their caps
     /// at once: `max_mappings` SIGBUS guard slots (the process has
-    /// [`famfs_host_api::sigbus::CAPACITY`]) and `max_kernel_mappings` of the kernel-mapping
-    /// budget, so that the caps of concurrent guests always fit.
+    /// [`famfs_host_api::sigbus::CAPACITY`]), `max_kernel_mappings` of the kernel-mapping
+    /// budget and [`Limits::descriptors`] of the descriptor budget, so that the caps of
+    /// concurrent guests always fit.
+    ///
+    /// First raises the process's soft `RLIMIT_NOFILE` to its hard limit
+    /// ([`famfs_host_api::fd_budget::raise_limit`], as Go programs do at start): the soft limit
+    /// is often 1,024, which leaves guests 512 descriptors.
     pub fn build(self) -> Result<Runtime, EmbedError> {
+        if let Err(e) = famfs_host_api::fd_budget::raise_limit() {
+            tracing::debug!("cannot raise RLIMIT_NOFILE: {e}");
+        }
         let concurrency = self.max_concurrency.unwrap_or_else(|| {
             let cpus = self.cpus.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
             default_concurrency(cpus, &self.limits)
@@ -177,6 +202,11 @@ impl RuntimeBuilder {
         let needed = concurrency.saturating_mul(per_guest);
         if needed > available {
             return Err(EmbedError::KernelMappings { concurrency, per_guest, needed, available });
+        }
+        let (per_guest, available) = (self.limits.descriptors(), famfs_host_api::fd_budget::total());
+        let needed = concurrency.saturating_mul(per_guest);
+        if needed > available {
+            return Err(EmbedError::Descriptors { concurrency, per_guest, needed, available });
         }
         let engine = SandboxEngine::new(EngineOptions { fuel: self.fuel })
             .map_err(|e| EmbedError::Engine { message: format!("{e:#}") })?;

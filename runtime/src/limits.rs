@@ -1,6 +1,6 @@
 //! Per-invocation limits (docs/architecture.md §4): time, fuel, memory, and a cap on every
 //! process-wide resource a guest can take through the host: dataset mappings and the kernel
-//! mappings they occupy, open datasets, captured output.
+//! mappings they occupy, open datasets and WASI resources (file descriptors), captured output.
 
 use famfs_host_api::{HostLimits, MapLimits, MapTechnique};
 use std::time::Duration;
@@ -24,8 +24,12 @@ pub struct Limits {
     /// chunk of an interleaved file) plus two per mapping. Default 4096; all guests also share
     /// a budget of half the kernel's `vm.max_map_count`.
     pub max_kernel_mappings: usize,
-    /// Datasets open at once (on a mounted source, each holds a file descriptor). Default 1024.
+    /// Datasets open at once (on a mounted source, each holds a file descriptor). Default 256.
     pub max_open_datasets: usize,
+    /// WASI resources held at once: open files and directories, their streams and pollables (an
+    /// open file of a host directory holds a file descriptor). Past it the guest traps with
+    /// [`RunError::WasiResources`](crate::RunError::WasiResources). Default 256.
+    pub max_wasi_resources: usize,
     /// How datasets are mapped: private copy-on-write mappings (images, mounts), shared
     /// read-only mappings with copy-on-write done by the host (what device-dax allows), or
     /// `Auto`: shared on a dax character device, private elsewhere (the default).
@@ -48,6 +52,7 @@ impl Default for Limits {
             max_mappings: map.max_mappings,
             max_kernel_mappings: map.max_kernel_mappings,
             max_open_datasets: host.max_open,
+            max_wasi_resources: 256,
             map_technique: MapTechnique::Auto,
             max_output: 16 << 20,
         }
@@ -55,6 +60,12 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// File descriptors one guest may hold, which it reserves from the process's budget
+    /// ([`famfs_host_api::fd_budget`]) when it starts: its open datasets and its WASI resources.
+    pub fn descriptors(&self) -> usize {
+        self.max_open_datasets.saturating_add(self.max_wasi_resources)
+    }
+
     /// What the `famfs:dataset` host of a guest under these limits may hold.
     pub fn host(&self) -> HostLimits {
         HostLimits {

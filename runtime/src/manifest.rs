@@ -21,7 +21,8 @@
 //! max_memory = "512M"
 //! max_mappings = 256               # live dataset mappings
 //! max_kernel_mappings = 4096       # kernel mappings (VMAs) those may occupy
-//! max_open_datasets = 1024         # datasets open at once
+//! max_open_datasets = 256          # datasets open at once
+//! max_wasi_resources = 256         # WASI files, directories and streams held at once
 //! max_output = "16M"               # captured stdout, and stderr, kept (the rest is dropped)
 //! map_technique = "auto"           # private | shared | auto (shared on a dax device)
 //!
@@ -137,6 +138,8 @@ pub struct LimitsSpec {
     pub max_kernel_mappings: Option<usize>,
     /// Datasets open at once.
     pub max_open_datasets: Option<usize>,
+    /// WASI resources held at once.
+    pub max_wasi_resources: Option<usize>,
     /// Captured stdout (and stderr) kept, e.g. "4M".
     pub max_output: Option<String>,
     /// "private", "shared" or "auto".
@@ -254,6 +257,7 @@ impl Manifest {
             ("max_mappings", self.limits.max_mappings, &mut l.max_mappings),
             ("max_kernel_mappings", self.limits.max_kernel_mappings, &mut l.max_kernel_mappings),
             ("max_open_datasets", self.limits.max_open_datasets, &mut l.max_open_datasets),
+            ("max_wasi_resources", self.limits.max_wasi_resources, &mut l.max_wasi_resources),
         ];
         for (key, value, field) in counts {
             match value {
@@ -368,6 +372,7 @@ mod tests {
             max_mappings = 8
             max_kernel_mappings = 64
             max_open_datasets = 16
+            max_wasi_resources = 12
             max_output = "1k"
             map_technique = "shared"
             [env]
@@ -384,6 +389,7 @@ mod tests {
         assert_eq!(l.timeout, Some(std::time::Duration::from_millis(1500)));
         assert_eq!((l.fuel, l.max_memory), (Some(1000), 64 << 20));
         assert_eq!((l.max_mappings, l.max_kernel_mappings, l.max_open_datasets, l.max_output), (8, 64, 16, 1024));
+        assert_eq!(l.max_wasi_resources, 12);
         assert_eq!(l.map_technique, famfs_host_api::MapTechnique::Shared);
     }
 

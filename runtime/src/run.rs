@@ -4,7 +4,7 @@
 use crate::capture::CapturePipe;
 use crate::engine::SandboxEngine;
 use crate::limits::Limits;
-use famfs_host_api::{Catalog, MappingFault, MediaError};
+use famfs_host_api::{Catalog, MappingFault, MediaError, fd_budget};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,6 +77,14 @@ pub enum RunError {
     /// The guest's call stack overflowed.
     #[error("the guest overflowed its call stack (unbounded recursion?)")]
     StackOverflow,
+    /// The guest held more WASI resources (open files and directories, streams) than its cap.
+    #[error(
+        "the guest held more than {limit} WASI resources at once (open files, directories, streams); close what it no longer needs or raise limits.max_wasi_resources"
+    )]
+    WasiResources {
+        /// `Limits::max_wasi_resources`.
+        limit: usize,
+    },
     /// The memory behind a mapped dataset failed.
     #[error("{0}")]
     Media(#[serde(serialize_with = "ser_media")] MediaError),
@@ -526,10 +534,15 @@ pub(crate) fn limit_store<T: MediaWatch>(
     Ok(())
 }
 
-/// The invocation cannot start: the process's SIGBUS guard slots or kernel-mapping budget are
-/// promised to other guests (the message says which, and what to change).
-pub(crate) fn no_room_for_guest(e: famfs_host_api::mapper::MapperError) -> RunError {
+/// The invocation cannot start: the process's SIGBUS guard slots, kernel-mapping budget or
+/// descriptor budget are promised to other guests (the message says which, and what to change).
+pub(crate) fn no_room_for_guest(e: impl std::fmt::Display) -> RunError {
     RunError::Setup { message: e.to_string() }
+}
+
+/// Reserves the guest's descriptor caps from the process's budget, for as long as it runs.
+pub(crate) fn reserve_descriptors(inv: &Invocation) -> Result<fd_budget::Reservation, RunError> {
+    fd_budget::reserve(inv.limits.descriptors()).map_err(no_room_for_guest)
 }
 
 /// Fuel the invocation used, when the engine counts fuel.
@@ -571,12 +584,20 @@ pub(crate) fn classify(e: wasmtime::Error, denied: Option<usize>, inv: &Invocati
         _ if denied.is_some() => {
             RunError::MemoryLimit { limit: inv.limits.max_memory, requested: denied.unwrap_or(0) as u64 }
         }
+        _ if table_full(&e) => RunError::WasiResources { limit: inv.limits.max_wasi_resources },
         Some(_) => trapped(&e),
         None if format!("{e:#}").contains("unknown import") || format!("{e:#}").contains("matching implementation") => {
             RunError::Link { message: format!("{e:#}") }
         }
         None => trapped(&e),
     }
+}
+
+/// Whether WASI trapped because the guest's resource table is at its capacity
+/// ([`Limits::max_wasi_resources`](crate::Limits::max_wasi_resources)).
+fn table_full(e: &wasmtime::Error) -> bool {
+    use wasmtime::component::ResourceTableError;
+    e.chain().any(|c| matches!(c.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)))
 }
 
 /// [`RunError::Trap`] with a one-line message and the backtrace apart.

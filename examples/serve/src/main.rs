@@ -175,14 +175,17 @@ fn load(runtime: &Runtime, manifest: Manifest) -> Result<Function> {
 /// asks for, so that the concurrency is sized (and checked) for the guests it will run.
 fn runtime_limits(manifests: &[(String, Manifest)]) -> Result<Limits> {
     let mut limits = Limits::default();
-    let (mut slots, mut maps) = (0, 0);
+    let (mut slots, mut maps, mut datasets, mut wasi) = (0, 0, 0, 0);
     for (_, m) in manifests {
         let l = m.limits_over(Limits::default())?;
         slots = slots.max(l.max_mappings);
         maps = maps.max(l.max_kernel_mappings);
+        datasets = datasets.max(l.max_open_datasets);
+        wasi = wasi.max(l.max_wasi_resources);
     }
     if !manifests.is_empty() {
         (limits.max_mappings, limits.max_kernel_mappings) = (slots, maps);
+        (limits.max_open_datasets, limits.max_wasi_resources) = (datasets, wasi);
     }
     Ok(limits)
 }
@@ -201,6 +204,7 @@ fn status_of(e: &RunError) -> (StatusCode, &'static str) {
         RunError::MemoryLimit { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "memory_limit"),
         RunError::FuelExhausted { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "fuel_exhausted"),
         RunError::StackOverflow => (StatusCode::INTERNAL_SERVER_ERROR, "stack_overflow"),
+        RunError::WasiResources { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "wasi_resources"),
         RunError::Media(_) => (StatusCode::INTERNAL_SERVER_ERROR, "media_error"),
         RunError::Trap { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "trap"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "setup"),

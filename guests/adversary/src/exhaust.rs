@@ -79,7 +79,7 @@ pub fn hold_many(args: &[String]) {
     black_box(&held);
 }
 
-/// `open-many NAME N`: opens NAME again and again, keeping every handle, until N are open or
+/// `open-many NAME N [SECONDS]`: opens NAME again and again, keeping every handle, until N are open or
 /// the host refuses; prints `opened K CODE`, then writes to stdout once more (`still here`).
 pub fn open_many(args: &[String]) {
     let name = arg(args, 1);
@@ -96,6 +96,32 @@ pub fn open_many(args: &[String]) {
         }
     }
     println!("opened {} {code}", open.len());
+    // Holding them a while, when asked (`open-many NAME N SECONDS`).
+    if let Some(secs) = args.get(3).and_then(|s| s.parse().ok()) {
+        std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+    }
+    println!("still here");
+    black_box(&open);
+}
+
+/// `wasi-open-many PATH N`: opens PATH (a file in a preopened directory) with WASI N times,
+/// keeping every file open; prints `wasi-opened K ERROR` when an open fails (an error the host
+/// returns rather than a trap), then `still here`.
+pub fn wasi_open_many(args: &[String]) {
+    let path = arg(args, 1);
+    let n = number(args, 2);
+    let mut open = Vec::new();
+    let mut code = "ok".to_string();
+    while (open.len() as u64) < n {
+        match std::fs::File::open(path) {
+            Ok(f) => open.push(f),
+            Err(e) => {
+                code = format!("{:?}", e.kind());
+                break;
+            }
+        }
+    }
+    println!("wasi-opened {} {code}", open.len());
     println!("still here");
     black_box(&open);
 }

@@ -38,7 +38,7 @@ cases: store NAME | fd-read-into-map NAME WASI_PATH | hostcall-into-map NAME | s
        memory-bomb | recurse | bad-maps NAME | forge-handle | double-drop NAME |
        escape NAME_INSIDE | not-granted NAME | grow NAME | list | map-only NAME |
        realloc-into-map NAME OTHER | hold NAME SECONDS | big-read NAME LEN |
-       spin-read NAME | churn NAME N SECONDS | hold-many NAME N SECONDS | open-many NAME N |
+       spin-read NAME | churn NAME N SECONDS | hold-many NAME N SECONDS | open-many NAME N [SECONDS] | wasi-open-many PATH N |
        long-name MIB | raw-read NAME LEN | write-every NAME STRIDE | map-unplaced NAME |
        fill-later NAME MS | print NAME";
 
@@ -120,6 +120,7 @@ fn main() {
         "churn" => exhaust::churn(&args),
         "hold-many" => exhaust::hold_many(&args),
         "open-many" => exhaust::open_many(&args),
+        "wasi-open-many" => exhaust::wasi_open_many(&args),
         "long-name" => exhaust::long_name(&args),
         "raw-read" => exhaust::raw_read(&args),
         _ => usage(),
