@@ -286,6 +286,7 @@ pub fn run(data: &[u8]) {
     let mut mem = Memory::new();
     let technique = if setup & 8 == 0 { MapTechnique::Private } else { MapTechnique::Shared };
     let lim = limits(technique);
+    famfs_host_api::guard::install();
     let mut mapper = Mapper::new(lim).unwrap();
     let mut datasets: HandleTable<Dataset> = HandleTable::default();
     let mut mappings: HandleTable<LiveMap> = HandleTable::default();

@@ -6,7 +6,7 @@
 //! - [`Catalog`]: the datasets a guest was granted, from a famfs image or dax device or from a
 //!   mounted directory.
 //! - [`mapper`]: maps dataset ranges zero-copy into a guest's linear memory, with the
-//!   [`sigbus`] guard and the process-wide [`map_budget`] of kernel mappings.
+//!   [`guard`] and the process-wide [`map_budget`] of kernel mappings.
 //! - [`guest::GuestState`]: one guest's catalog, mapper, caps and interrupt, shared by both
 //!   ABIs below, so that each check and cap exists once.
 //! - [`HostLimits`]: what one guest may hold of the process's resources (mappings, open
@@ -24,9 +24,10 @@ pub mod catalog;
 pub mod component;
 #[cfg(feature = "wasmtime")]
 pub mod core_abi;
-pub mod cow;
 mod error;
 pub mod fd_budget;
+pub mod guard;
+#[cfg(feature = "wasmtime")]
 pub mod guest;
 #[cfg(feature = "wasmtime")]
 pub mod guest_memory;
@@ -34,12 +35,10 @@ pub mod handles;
 pub mod interrupt;
 pub mod limits;
 pub mod map_budget;
-pub use budget::Share;
 mod map_plan;
 pub mod mapper;
-pub mod sigbus;
-mod signal_chain;
 
+pub use budget::Share;
 pub use catalog::{Catalog, CatalogError, Dataset, DatasetInfo};
 #[cfg(feature = "wasmtime")]
 pub use core_abi::{DatasetHost, DatasetView};

@@ -99,9 +99,9 @@ pub(crate) fn plan(pieces: &[FilePiece<'_>], host_start: u64, want: u64, unit: u
 /// multiples of it): `(lead, body)`, the body starting `lead` bytes in. `None` when there is no
 /// whole unit, when address and file offset disagree modulo `unit` (the guest placed the range
 /// so), or when a shared map's copy-on-write could not copy one of its blocks without splitting
-/// a unit (`unit` above [`crate::cow::BLOCK`], e.g. a 1 GiB-aligned device).
+/// a unit (`unit` above [`crate::guard::BLOCK`], e.g. a 1 GiB-aligned device).
 pub(crate) fn mappable(addr: u64, file_offset: u64, len: u64, unit: u64, shared: bool) -> Option<(u64, u64)> {
-    if addr % unit != file_offset % unit || (shared && unit > crate::cow::BLOCK as u64) {
+    if addr % unit != file_offset % unit || (shared && unit > crate::guard::BLOCK as u64) {
         return None;
     }
     let lead = (unit - addr % unit) % unit;

@@ -11,7 +11,7 @@
 //!   private. A store by the guest, by WASI (`fd_read` into the range) or by a host call's
 //!   output lands in a private copy of that page and never reaches the file; nothing in the
 //!   process can fault on a store there.
-//! - R4: every mapping is registered with the SIGBUS guard ([`crate::sigbus`]) in a slot the
+//! - R4: every mapping is registered with the SIGBUS guard ([`crate::guard`]) in a slot the
 //!   guest reserved when its mapper was made, and [`Mapper::has_fault`] lets the runtime stop
 //!   the guest at the next epoch tick after a fault.
 //! - R5: the runtime configures memories that never move (`memory_may_move(false)`); mapped
@@ -36,7 +36,7 @@
 use crate::catalog::Dataset;
 use crate::error::ErrorCode;
 use crate::interrupt::Interrupt;
-use crate::{map_budget, map_plan, sigbus};
+use crate::{guard, map_budget, map_plan};
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
@@ -80,7 +80,7 @@ pub enum MapTechnique {
     /// `MAP_PRIVATE`, read-write: stores land in private copies made by the kernel. Image files
     /// and mounts.
     Private,
-    /// `MAP_SHARED`, read-only, with copy-on-write done by the host ([`crate::cow`]): what
+    /// `MAP_SHARED`, read-only, with copy-on-write done by the host ([`crate::guard::cow`]): what
     /// device-dax allows. Works on image files and mounts too (which is how it is tested).
     Shared,
     /// Shared on a dax character device, private elsewhere.
@@ -141,9 +141,14 @@ impl Default for MapLimits {
 /// Why a guest's mapper cannot be made: the process cannot promise it its caps.
 #[derive(Debug, thiserror::Error)]
 pub enum MapperError {
+    /// The fault guard is not installed, so a mapping's faults would kill the process.
+    #[error(
+        "the SIGBUS guard is not installed: call famfs_host_api::guard::install() after creating the wasmtime engine"
+    )]
+    NoGuard,
     /// Not enough SIGBUS guard slots left for `max_mappings`.
     #[error("{0}; run fewer guests at once or lower their max_mappings")]
-    Slots(#[from] sigbus::GuardError),
+    Slots(#[from] guard::GuardError),
     /// Not enough of the process's kernel-mapping budget left for `max_kernel_mappings`.
     #[error(
         "this guest's max_kernel_mappings ({asked}) is more than the {left} kernel mappings that running guests leave of the process's {total} (half of vm.max_map_count); run fewer guests at once, lower max_kernel_mappings or raise vm.max_map_count"
@@ -176,7 +181,7 @@ struct Live {
     len: u32,
     dataset: String,
     offset: u64,
-    guard: sigbus::Registration,
+    guard: guard::Registration,
     /// Kernel mappings taken from the process budget for it.
     charge: map_budget::Charge,
     host_start: usize,
@@ -239,11 +244,11 @@ impl MappingFault {
     }
 
     /// The fault `fault` of the mapping of `dataset` from `offset`.
-    fn of(dataset: &str, offset: u64, fault: sigbus::Fault) -> MappingFault {
+    fn of(dataset: &str, offset: u64, fault: guard::Fault) -> MappingFault {
         let (dataset, offset) = (dataset.to_string(), offset + fault.offset as u64);
         match fault.cause {
-            sigbus::FaultCause::Media => MappingFault::Media(MediaError { dataset, offset }),
-            sigbus::FaultCause::CopyFailed => MappingFault::CopyFailed { dataset, offset },
+            guard::FaultCause::Media => MappingFault::Media(MediaError { dataset, offset }),
+            guard::FaultCause::CopyFailed => MappingFault::CopyFailed { dataset, offset },
         }
     }
 }
@@ -260,7 +265,7 @@ pub struct Mapper {
     limits: MapLimits,
     /// Kernel mappings the live mappings hold.
     kernel_mappings: usize,
-    slots: sigbus::Reservation,
+    slots: guard::Reservation,
     /// This guest's share of the process's kernel-mapping budget: `limits.max_kernel_mappings`.
     _budget: map_budget::Reservation,
     interrupt: Interrupt,
@@ -276,8 +281,9 @@ impl Mapper {
     /// `limits.max_kernel_mappings` of the process's kernel-mapping budget (likewise), failing
     /// when the process has fewer left.
     pub fn new(limits: MapLimits) -> Result<Mapper, MapperError> {
-        sigbus::install();
-        crate::cow::install();
+        if !guard::installed() {
+            return Err(MapperError::NoGuard);
+        }
         Ok(Mapper {
             live: BTreeMap::new(),
             stuck: Vec::new(),
@@ -286,7 +292,7 @@ impl Mapper {
             faults: Vec::new(),
             limits,
             kernel_mappings: 0,
-            slots: sigbus::reserve(limits.max_mappings)?,
+            slots: guard::reserve(limits.max_mappings)?,
             _budget: map_budget::reserve(limits.max_kernel_mappings).ok_or_else(|| MapperError::KernelMappings {
                 asked: limits.max_kernel_mappings,
                 left: map_budget::unreserved(),
@@ -331,11 +337,11 @@ impl Mapper {
     /// What `dataset.map-unit` tells the guest: the unit in which `dataset` maps with no copy
     /// under this mapper's technique. A dax device's alignment (2 MiB typically), or the wasm
     /// page where any page maps, or where a shared map of a device aligned past the
-    /// copy-on-write block is copied anyway ([`crate::map_plan`]).
+    /// copy-on-write block is copied anyway (`map_plan`).
     pub fn map_unit(&self, dataset: &Dataset) -> u64 {
         let unit = dataset.map_align();
         let shared = self.limits.technique.is_shared_for(dataset);
-        if unit <= WASM_PAGE || (shared && unit > crate::cow::BLOCK as u64) { WASM_PAGE } else { unit }
+        if unit <= WASM_PAGE || (shared && unit > guard::BLOCK as u64) { WASM_PAGE } else { unit }
     }
 
     /// Maps `dataset[offset .. offset + len]` at guest address `at`, into the `len` bytes
@@ -362,7 +368,7 @@ impl Mapper {
     /// `max_kernel_mappings` and within the process budget.
     ///
     /// On a device that maps only whole units (device-dax) the partial units are copied
-    /// ([`crate::map_plan`]); the room reserved past `len` lets the last unit be mapped whole.
+    /// (`map_plan`); the room reserved past `len` lets the last unit be mapped whole.
     #[allow(clippy::too_many_arguments)]
     pub fn map_into(
         &mut self,
@@ -417,9 +423,8 @@ impl Mapper {
         let mapped_len = plan.span;
         // One per part, plus the two pieces of guest memory it may split off around it, plus
         // (shared) what the copies of written blocks may split off.
-        let needed = plan.parts.len()
-            + 2
-            + if shared { crate::cow::kernel_mappings_for(host_start, mapped_len as usize) } else { 0 };
+        let needed =
+            plan.parts.len() + 2 + if shared { guard::kernel_mappings_for(host_start, mapped_len as usize) } else { 0 };
         if self.kernel_mappings + needed > self.limits.max_kernel_mappings {
             return no_room("the guest's max_kernel_mappings would be exceeded");
         }

@@ -7,7 +7,7 @@ mod common;
 
 use common::{GuestLikeMemory, catalog};
 use famfs_host_api::mapper::{MapLimits, Mapper, WASM_PAGE};
-use famfs_host_api::{ErrorCode, Interrupt, sigbus};
+use famfs_host_api::{ErrorCode, Interrupt, guard};
 use std::time::Duration;
 
 /// Set in the child process, to the test it is to run.
@@ -47,7 +47,7 @@ fn unmapping_gives_back_every_kernel_mapping() {
     std::fs::write(dir.path().join("w.bin"), vec![7u8; WASM_PAGE as usize]).unwrap();
     let ds = catalog(dir.path()).open("w.bin").unwrap();
     let mem = GuestLikeMemory::new(64 << 20);
-    let mut m = Mapper::new(MapLimits::default()).unwrap();
+    let mut m = common::guarded_mapper(MapLimits::default()).unwrap();
     let slots = (64 << 20) / WASM_PAGE as u32;
     let cycle = |m: &mut Mapper, i: u32| {
         let at = (i.wrapping_mul(7919) % (slots - 1)) * WASM_PAGE as u32;
@@ -88,7 +88,7 @@ fn a_fault_at_the_kernel_mapping_limit_is_repaired_without_looping() {
     std::fs::write(&path, vec![1u8; 4 * WASM_PAGE as usize]).unwrap();
     let ds = catalog(dir.path()).open("f.bin").unwrap();
     let mem = GuestLikeMemory::new(16 << 20);
-    let mut m = Mapper::new(MapLimits::default()).unwrap();
+    let mut m = common::guarded_mapper(MapLimits::default()).unwrap();
     let at = 4 * WASM_PAGE as u32;
     m.map(mem.lm(), &ds, 0, 4 * WASM_PAGE as u32, at, false).unwrap();
     assert_eq!(mem.load(at + 2 * WASM_PAGE as u32), 1);
@@ -141,9 +141,9 @@ fn a_concurrent_teardown_never_takes_a_fault() {
     let page = rustix::param::page_size();
     let target = mem.addr(8 << 20);
     // The churner's slot first (a lower index: the handler scans it before ours).
-    let mut theirs = sigbus::reserve(1).unwrap();
+    let mut theirs = guard::reserve(1).unwrap();
     let first = theirs.register(target + page, page).unwrap();
-    let mut mine = sigbus::reserve(1).unwrap();
+    let mut mine = guard::reserve(1).unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let churner = {
         let stop = stop.clone();
@@ -161,7 +161,7 @@ fn a_concurrent_teardown_never_takes_a_fault() {
             n
         })
     };
-    sigbus::install();
+    guard::install();
     let mut wrong = 0;
     for _ in 0..20_000 {
         // A page of an empty file: any load from it is a SIGBUS.
@@ -201,7 +201,8 @@ fn a_guest_at_its_caps_is_refused_and_others_still_map() {
     let mem = GuestLikeMemory::new(16 << 20);
     let p = WASM_PAGE as u32;
     let mut greedy =
-        Mapper::new(MapLimits { max_mappings: 3, max_kernel_mappings: 1000, ..MapLimits::default() }).unwrap();
+        common::guarded_mapper(MapLimits { max_mappings: 3, max_kernel_mappings: 1000, ..MapLimits::default() })
+            .unwrap();
     for i in 0..3 {
         assert_eq!(greedy.map(mem.lm(), &ds, 0, p, i * 2 * p, false), Ok(i * 2 * p));
     }
@@ -210,12 +211,13 @@ fn a_guest_at_its_caps_is_refused_and_others_still_map() {
     assert_eq!(greedy.map(mem.lm(), &ds, 0, p, 6 * p, false), Ok(6 * p), "a slot is free again");
     // One simple-file mapping takes 3 kernel mappings (its piece, and the memory split around it).
     let mut tight =
-        Mapper::new(MapLimits { max_mappings: 100, max_kernel_mappings: 7, ..MapLimits::default() }).unwrap();
+        common::guarded_mapper(MapLimits { max_mappings: 100, max_kernel_mappings: 7, ..MapLimits::default() })
+            .unwrap();
     assert_eq!(tight.map(mem.lm(), &ds, 0, p, 20 * p, false), Ok(20 * p));
     assert_eq!(tight.map(mem.lm(), &ds, 0, p, 22 * p, false), Ok(22 * p));
     assert_eq!(tight.kernel_mappings(), 6);
     assert_eq!(tight.map(mem.lm(), &ds, 0, p, 24 * p, false), Err(ErrorCode::NoAddressSpace));
-    let mut other = Mapper::new(MapLimits::default()).unwrap();
+    let mut other = common::guarded_mapper(MapLimits::default()).unwrap();
     assert_eq!(other.map(mem.lm(), &ds, 0, p, 40 * p, false), Ok(40 * p));
     assert_eq!(mem.load(40 * p), 3);
 }
@@ -239,11 +241,11 @@ fn populating_stops_when_the_invocation_is_interrupted() {
         let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&start));
         lines.find_map(|l| l.strip_prefix("Rss:")).map_or(0, |v| v.trim().trim_end_matches(" kB").parse().unwrap())
     };
-    let mut m = Mapper::new(MapLimits::default()).unwrap();
+    let mut m = common::guarded_mapper(MapLimits::default()).unwrap();
     m.set_interrupt(Interrupt::new(|| true));
     assert_eq!(m.map(mem.lm(), &ds, 0, len as u32, 0, true), Ok(0));
     assert_eq!(resident(0), 0, "an interrupted populate faulted pages in");
-    let mut m2 = Mapper::new(MapLimits::default()).unwrap();
+    let mut m2 = common::guarded_mapper(MapLimits::default()).unwrap();
     let at = len as u32;
     assert_eq!(m2.map(mem.lm(), &ds, 0, len as u32, at, true), Ok(at));
     assert!(resident(at) >= (len as u64 >> 10) / 2, "populate did nothing: {} kB", resident(at));
@@ -274,7 +276,7 @@ fn kernel_mapping_caps_add_up_under_the_process_budget() {
     let limits = MapLimits { max_kernel_mappings: cap, ..MapLimits::default() };
     let mut held = Vec::new();
     let refused = loop {
-        match Mapper::new(limits) {
+        match common::guarded_mapper(limits) {
             Ok(m) => held.push(m),
             Err(e) => break e,
         }
@@ -288,6 +290,6 @@ fn kernel_mapping_caps_add_up_under_the_process_budget() {
     assert!(refused.to_string().contains("vm.max_map_count"), "{refused}");
     // Given back when a guest ends.
     held.pop();
-    held.push(Mapper::new(limits).expect("the cap of the guest that ended is free again"));
+    held.push(common::guarded_mapper(limits).expect("the cap of the guest that ended is free again"));
     println!("budget held: 7 × {cap} of {total}");
 }

@@ -3,6 +3,12 @@
 
 use famfs_host_api::mapper::{LinearMemory, MapLimits, Mapper, WASM_PAGE};
 use famfs_host_api::{Catalog, ErrorCode};
+
+/// A mapper under `limits`, with the guard installed first (as the runtime's engine does).
+fn guarded_mapper(limits: MapLimits) -> Result<Mapper, famfs_host_api::mapper::MapperError> {
+    famfs_host_api::guard::install();
+    Mapper::new(limits)
+}
 use std::path::Path;
 
 /// An anonymous read-write region standing in for a guest's linear memory.
@@ -67,7 +73,7 @@ fn maps_file_bytes_and_unmaps_to_zeros() {
     std::fs::write(dir.path().join("f.bin"), &bytes).unwrap();
     let ds = catalog(dir.path()).open("f.bin").unwrap();
     let mem = FakeMemory::new(64 << 20);
-    let mut m = Mapper::new(MapLimits::default()).unwrap();
+    let mut m = guarded_mapper(MapLimits::default()).unwrap();
     let at = 16 * WASM_PAGE as u32;
     assert_eq!(m.map(mem.lm(), &ds, 0, bytes.len() as u32, at, true), Ok(at));
     assert_eq!(mem.bytes(at, bytes.len()), bytes);
@@ -93,7 +99,7 @@ fn bad_requests_are_invalid_arguments() {
     std::fs::write(dir.path().join("f.bin"), data(4 * WASM_PAGE as usize, 1)).unwrap();
     let ds = catalog(dir.path()).open("f.bin").unwrap();
     let mem = FakeMemory::new(16 << 20);
-    let mut m = Mapper::new(MapLimits::default()).unwrap();
+    let mut m = guarded_mapper(MapLimits::default()).unwrap();
     let p = WASM_PAGE as u32;
     let inval = Err(ErrorCode::InvalidArgument);
     assert_eq!(m.map(mem.lm(), &ds, 0, 0, p, false), inval, "empty");
@@ -120,7 +126,7 @@ fn sigbus_on_a_truncated_file_is_caught_and_reported() {
     std::fs::write(&path, &bytes).unwrap();
     let ds = catalog(dir.path()).open("f.bin").unwrap();
     let mem = FakeMemory::new(16 << 20);
-    let mut m = Mapper::new(MapLimits::default()).unwrap();
+    let mut m = guarded_mapper(MapLimits::default()).unwrap();
     let at = WASM_PAGE as u32;
     m.map(mem.lm(), &ds, 0, bytes.len() as u32, at, false).unwrap();
     assert_eq!(mem.bytes(at, 4096), bytes[..4096]);

@@ -8,8 +8,8 @@
 mod common;
 
 use common::{GuestLikeMemory, catalog};
-use famfs_host_api::cow::BLOCK;
-use famfs_host_api::mapper::{MapLimits, MapTechnique, Mapper, WASM_PAGE};
+use famfs_host_api::guard::BLOCK;
+use famfs_host_api::mapper::{MapLimits, MapTechnique, WASM_PAGE};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -102,8 +102,9 @@ fn sent_fault_signals_are_passed_on_and_the_handlers_stay() {
     std::fs::write(dir.path().join("s.bin"), vec![7u8; BLOCK]).unwrap();
     let cat = catalog(dir.path());
     let mem = GuestLikeMemory::new(32 << 20);
-    let mut private = Mapper::new(MapLimits::default()).unwrap();
-    let mut shared = Mapper::new(MapLimits { technique: MapTechnique::Shared, ..MapLimits::default() }).unwrap();
+    let mut private = common::guarded_mapper(MapLimits::default()).unwrap();
+    let mut shared =
+        common::guarded_mapper(MapLimits { technique: MapTechnique::Shared, ..MapLimits::default() }).unwrap();
     let (guard, cow) = (action(libc::SIGBUS), action(libc::SIGSEGV));
     assert_ne!(guard, previous as *const () as usize);
     assert_ne!(cow, previous as *const () as usize);
@@ -149,7 +150,7 @@ fn a_sent_sigbus_with_no_handler_before_the_guard_ends_the_process() {
         act.sa_sigaction = libc::SIG_DFL;
         assert_eq!(libc::sigaction(libc::SIGBUS, &act, std::ptr::null_mut()), 0);
     }
-    let _m = Mapper::new(MapLimits::default()).unwrap();
+    let _m = common::guarded_mapper(MapLimits::default()).unwrap();
     kill_from_outside("BUS");
     std::thread::sleep(Duration::from_secs(5));
     println!("survived kill -BUS");
@@ -194,7 +195,7 @@ fn early_memory_failure_notices() {
     std::fs::write(dir.path().join("f.bin"), vec![1u8; 4 * WASM_PAGE as usize]).unwrap();
     let cat = catalog(dir.path());
     let mem = GuestLikeMemory::new(32 << 20);
-    let mut m = Mapper::new(MapLimits::default()).unwrap();
+    let mut m = common::guarded_mapper(MapLimits::default()).unwrap();
     assert_eq!(
         rustix::process::machine_check_memory_corruption_kill_policy().unwrap(),
         rustix::process::MachineCheckMemoryCorruptionKillPolicy::Early,

@@ -8,12 +8,12 @@ mod common;
 
 use common::{GuestLikeMemory, catalog};
 use famfs_host_api::ErrorCode;
-use famfs_host_api::cow::BLOCK;
+use famfs_host_api::guard::BLOCK;
 use famfs_host_api::mapper::{MapLimits, MapTechnique, Mapper};
 use std::os::unix::fs::FileExt;
 
 fn shared() -> Mapper {
-    Mapper::new(MapLimits { technique: MapTechnique::Shared, ..MapLimits::default() }).unwrap()
+    common::guarded_mapper(MapLimits { technique: MapTechnique::Shared, ..MapLimits::default() }).unwrap()
 }
 
 fn content(len: usize) -> Vec<u8> {
@@ -141,9 +141,12 @@ fn a_shared_mapping_is_charged_for_its_copies() {
     std::fs::write(dir.path().join("d.bin"), content(4 * BLOCK)).unwrap();
     let ds = catalog(dir.path()).open("d.bin").unwrap();
     let mem = GuestLikeMemory::new(32 << 20);
-    let mut m =
-        Mapper::new(MapLimits { technique: MapTechnique::Shared, max_kernel_mappings: 10, ..MapLimits::default() })
-            .unwrap();
+    let mut m = common::guarded_mapper(MapLimits {
+        technique: MapTechnique::Shared,
+        max_kernel_mappings: 10,
+        ..MapLimits::default()
+    })
+    .unwrap();
     // 1 piece + 2 + 2 × 4 blocks = 11 > 10.
     assert_eq!(m.map(mem.lm(), &ds, 0, (4 * BLOCK) as u32, BLOCK as u32, false), Err(ErrorCode::NoAddressSpace));
     assert_eq!(m.map(mem.lm(), &ds, 0, (3 * BLOCK) as u32, BLOCK as u32, false), Ok(BLOCK as u32));

@@ -134,7 +134,7 @@ pub struct RuntimeBuilder {
 /// `max_kernel_mappings`, and the descriptor budget (half of `RLIMIT_NOFILE`) divided by
 /// [`Limits::descriptors`]. At least 1.
 pub fn default_concurrency(cpus: usize, limits: &Limits) -> usize {
-    let by_slots = famfs_host_api::sigbus::CAPACITY / limits.max_mappings.max(1);
+    let by_slots = famfs_host_api::guard::CAPACITY / limits.max_mappings.max(1);
     let by_maps = famfs_host_api::map_budget::total() / limits.max_kernel_mappings.max(1);
     let by_fds = famfs_host_api::fd_budget::total() / limits.descriptors().max(1);
     cpus.saturating_mul(4).min(by_slots).min(by_maps).min(by_fds).max(1)
@@ -175,7 +175,7 @@ impl RuntimeBuilder {
 
     /// Builds the runtime. Fails when `max_concurrency` guests could not each hold their caps
     /// at once: `max_mappings` SIGBUS guard slots (the process has
-    /// [`famfs_host_api::sigbus::CAPACITY`]), `max_kernel_mappings` of the kernel-mapping
+    /// [`famfs_host_api::guard::CAPACITY`]), `max_kernel_mappings` of the kernel-mapping
     /// budget and [`Limits::descriptors`] of the descriptor budget, so that the caps of
     /// concurrent guests always fit.
     ///
@@ -193,7 +193,7 @@ impl RuntimeBuilder {
         // Against what the process has in all, not what is unreserved now: another runtime's
         // running guests would make that a race. Each guest reserves its caps when it starts
         // (and fails then, with a message, if the process has given them to others).
-        let (per_guest, available) = (self.limits.max_mappings, famfs_host_api::sigbus::CAPACITY);
+        let (per_guest, available) = (self.limits.max_mappings, famfs_host_api::guard::CAPACITY);
         let needed = concurrency.saturating_mul(per_guest);
         if needed > available {
             return Err(EmbedError::GuardSlots { concurrency, per_guest, needed, available });

@@ -42,12 +42,11 @@ impl SandboxEngine {
         let engine = Engine::new(&c)?;
         c.with_host_memory(Arc::new(TrackingMemoryCreator)).memory_init_cow(false);
         let component_engine = Engine::new(&c)?;
-        // After the engine exists, so wasmtime's own signal handlers are installed first and
-        // the SIGBUS guard chains to whatever was there.
-        famfs_host_api::sigbus::install();
-        // Likewise the copy-on-write handler for shared mappings, ahead of wasmtime's SIGSEGV
-        // handler, to which it passes every other fault.
-        famfs_host_api::cow::install();
+        // After the engine exists, so wasmtime's own signal handlers are installed first: the
+        // SIGBUS guard chains to whatever was there, and the copy-on-write handler for shared
+        // mappings runs ahead of wasmtime's SIGSEGV handler, to which it passes every other
+        // fault. The one place the guard is installed.
+        famfs_host_api::guard::install();
         // What a later `signals::reclaim` puts back if another library takes these signals.
         crate::signals::record();
         // wasmtime-wasi makes its own tokio runtime on first use when the caller has none (the

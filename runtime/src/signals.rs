@@ -2,7 +2,7 @@
 //!
 //! Guests trap through signals: wasmtime's handlers turn SIGSEGV (guard pages), SIGILL (`ud2`
 //! traps) and SIGFPE (division) in guest code into traps, and famfs-run's own SIGBUS guard and
-//! copy-on-write handler chain in front of them (`famfs_host_api::sigbus`, `cow`). A library
+//! copy-on-write handler chain in front of them (`famfs_host_api::guard`). A library
 //! that installs process-wide fault handlers after the engine exists replaces them all: Ray's
 //! core worker does (its crash reporter, when `ray.init` runs in a process that already made a
 //! runtime), and so do JVMs and glog's failure handler. The next guest that traps, or whose

@@ -134,7 +134,8 @@ fn main() {
     };
     let warm = 200.min(total);
     run(0..warm);
-    let (guard0, budget0) = (famfs_host_api::sigbus::unreserved(), famfs_host_api::map_budget::unreserved());
+    let (guard0, budget0) = (famfs_host_api::guard::unreserved(), famfs_host_api::map_budget::unreserved());
+    let fds0 = famfs_host_api::fd_budget::unreserved();
     let start = sample();
     let t = Instant::now();
     // In tenths, sampling the process after each, to tell a plateau from growth.
@@ -152,7 +153,8 @@ fn main() {
     }
     let secs = t.elapsed().as_secs_f64();
     let end = sample();
-    let (guard1, budget1) = (famfs_host_api::sigbus::unreserved(), famfs_host_api::map_budget::unreserved());
+    let (guard1, budget1) = (famfs_host_api::guard::unreserved(), famfs_host_api::map_budget::unreserved());
+    let fds1 = famfs_host_api::fd_budget::unreserved();
     println!(
         "famfs-run soak: {} invocations after {warm} to warm up, {concurrency} at a time, {secs:.1} s",
         total - warm
@@ -171,6 +173,7 @@ fn main() {
     println!("| kernel mappings | {} | {} |", start.2, end.2);
     println!("| SIGBUS guard slots unreserved | {guard0} | {guard1} |");
     println!("| kernel-mapping budget unreserved | {budget0} | {budget1} |");
+    println!("| descriptor budget unreserved | {fds0} | {fds1} |");
     println!();
     println!("| after invocation | resident MiB | descriptors | kernel mappings |");
     println!("|---:|---:|---:|---:|");

@@ -74,13 +74,13 @@ fn guest_store_into_mapping() {
 
 fn guest_store_into_mapping_as(flavor: Flavor) {
     let s = setup();
-    let copies = famfs_host_api::cow::copies();
+    let copies = famfs_host_api::guard::copies();
     unchanged(&[&s.img], || {
         let r = run(flavor, &["store", NAME], catalog_device(&s.img, &["/"]));
         assert_eq!(r.ok().trim(), "stored 170");
     });
     if famfs_run_tests::harness::current_technique() == Some(famfs_host_api::MapTechnique::Shared) {
-        assert!(famfs_host_api::cow::copies() > copies, "{flavor:?}: the shared mapping was never copied on write");
+        assert!(famfs_host_api::guard::copies() > copies, "{flavor:?}: the shared mapping was never copied on write");
     }
     let file = s.mnt.join(NAME);
     unchanged(&[&file], || {

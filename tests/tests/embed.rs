@@ -219,7 +219,7 @@ fn default_runtimes_fit_the_process_on_machines_with_many_cpus() {
     for cpus in [1, 2, 64, 256] {
         let n = famfs_runtime::default_concurrency(cpus, &limits);
         assert!(n >= 1 && n <= cpus * 4, "{cpus} CPUs: {n}");
-        assert!(n * limits.max_mappings <= famfs_host_api::sigbus::CAPACITY, "{cpus} CPUs: {n} × guard slots");
+        assert!(n * limits.max_mappings <= famfs_host_api::guard::CAPACITY, "{cpus} CPUs: {n} × guard slots");
         assert!(
             n * limits.max_kernel_mappings <= famfs_host_api::map_budget::total(),
             "{cpus} CPUs: {n} × kernel mappings"

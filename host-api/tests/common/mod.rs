@@ -3,8 +3,14 @@
 #![allow(dead_code)]
 
 use famfs_host_api::Catalog;
-use famfs_host_api::mapper::LinearMemory;
+use famfs_host_api::mapper::{LinearMemory, MapLimits, Mapper, MapperError};
 use std::path::Path;
+
+/// A mapper under `limits`, with the guard installed first (as the runtime's engine does).
+pub fn guarded_mapper(limits: MapLimits) -> Result<Mapper, MapperError> {
+    famfs_host_api::guard::install();
+    Mapper::new(limits)
+}
 
 /// A stand-in for a guest's linear memory made as wasmtime and `TrackingMemoryCreator` make
 /// theirs: a `PROT_NONE | MAP_NORESERVE` reservation whose first `size` bytes are made

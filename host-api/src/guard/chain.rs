@@ -1,7 +1,7 @@
 //! A fault handler installed in front of whichever handler was there before (wasmtime's, for
 //! SIGSEGV), which gets every fault ours does not own.
 //!
-//! Both of the host's fault handlers ([`crate::sigbus`] and [`crate::cow`]) keep the previous
+//! Both of the host's fault handlers ([`super::sigbus`] and [`super::cow`]) keep the previous
 //! `sigaction` here, written once before theirs is installed and only read afterwards.
 
 use std::cell::UnsafeCell;

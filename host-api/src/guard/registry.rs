@@ -1,49 +1,14 @@
-//! The SIGBUS guard (R4 in `docs/architecture.md`).
-//!
-//! # Contract
-//! A load from a file mapping raises SIGBUS when the page behind it is gone: the file was
-//! truncated below the mapped range, or the CXL memory behind a dax device is poisoned.
-//! wasmtime installs no SIGBUS handler on Linux, so without this guard such a fault, whether it
-//! happens in guest code or in host code copying out of guest memory, kills the process.
-//!
-//! - [`install`] installs one process-wide handler (once; later calls only ask for early notices
-//!   on their own thread, see below) and keeps the handler that was there before.
-//! - Each dataset mapping is [`Reservation::register`]ed for as long as it exists, in a slot a
-//!   guest [`reserve`]d for itself beforehand: one guest can never take the slots another
-//!   needs, and the table holds [`CAPACITY`] slots, enough for every concurrent guest's cap
-//!   (the runtime checks its concurrency × the per-guest cap against it).
-//! - [`install`] also asks for early memory-failure notices: a page found poisoned before any
-//!   load from it is signalled (`BUS_MCEERR_AO`) to this process at once, naming its address.
-//! - A fault that the kernel raised (`si_code > 0`, an early notice included) inside a
-//!   registered range is repaired by
-//!   replacing **the whole registered range** with anonymous zero pages, in one
-//!   `mmap(MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)` (async-signal-safe). The
-//!   range is exactly the pages the mapper mapped, whole kernel mappings, so the replacement
-//!   splits nothing: it merges them into one anonymous mapping, which merges with the guest
-//!   memory around it. It never needs a new kernel mapping, even at `vm.max_map_count`, and the
-//!   runtime keeps a headroom below that limit besides ([`crate::map_budget`]). The first
-//!   fault's offset is recorded in the slot and the faulting instruction resumes, reading zeros;
-//!   the runtime polls [`Registration::fault`] at every epoch tick and stops the invocation with
-//!   a media error naming the dataset and offset, so the zeros never become a result.
-//! - The handler never loops. Should the replacement fail all the same, the range is made
-//!   `PROT_NONE` (a wasm load from it then traps with an out-of-bounds access, which wasmtime
-//!   handles); should that fail too, the default action is restored and the process dies with
-//!   SIGBUS, as it would have unguarded. It never returns to a load that will fault again.
-//! - An early notice outside every registered range is ignored: the page is unmapped already,
-//!   and a load from it later faults (`BUS_MCEERR_AR`) and is handled as below.
-//! - A fault outside every registered range, or one sent by a process (`kill`, `sigqueue`:
-//!   `si_code <= 0`), goes to the previous handler: called directly when it is a function; when
-//!   it was the default action (or ignore), the default action is restored and the faulting
-//!   instruction re-runs, so the process dies with SIGBUS as it would have without the guard.
-//! - Each slot packs its range (start page and length in pages) into one atomic word, so the
-//!   handler reads a registration whole or not at all: a concurrent teardown on another thread
-//!   can never make it see one registration's start with another's end. It takes no lock and
-//!   allocates nothing.
+//! The registry of guarded ranges: [`CAPACITY`] slots, each naming one dataset mapping (its
+//! range packed into one atomic word, its first fault, and for a shared mapping its run of
+//! copy-on-write block states in [`super::blocks`]). Guests [`reserve`] slots when they start and
+//! [`Reservation::register`] each mapping for as long as it exists; the signal handlers
+//! ([`super::sigbus`], [`super::cow`]) look faulting addresses up here without a lock or an
+//! allocation, in one bounded pass.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::signal_chain::Chain;
+use super::blocks::Blocks;
 
 /// How many mappings can be guarded at once, across all guests of the process.
 pub const CAPACITY: usize = 16384;
@@ -62,7 +27,7 @@ struct Slot {
     /// was a store whose private copy could not be made; 0 = none.
     fault: AtomicUsize,
     /// For a shared mapping, the first of its copy-on-write block states in
-    /// [`crate::cow`]'s pool; [`NOT_SHARED`] for a private one. Written before the range is
+    /// [`super::blocks`]'s pool; [`NOT_SHARED`] for a private one. Written before the range is
     /// published.
     blocks: AtomicU32,
 }
@@ -75,7 +40,7 @@ const COPY_FAILED: usize = 1 << (usize::BITS - 1);
 pub enum FaultCause {
     /// A load found the memory behind it gone: poisoned, or the file shrank.
     Media,
-    /// A store needed a private copy of its block ([`crate::cow`]) and the kernel gave no memory
+    /// A store needed a private copy of its block ([`super::cow`]) and the kernel gave no memory
     /// for one: the block reads zeros now.
     CopyFailed,
 }
@@ -104,26 +69,6 @@ static SLOTS: [Slot; CAPACITY] = [EMPTY; CAPACITY];
 static HIGH: AtomicUsize = AtomicUsize::new(0);
 /// Slots promised to guests by [`reserve`] and not yet given back.
 static RESERVED: AtomicUsize = AtomicUsize::new(0);
-
-static CHAIN: Chain = Chain::new(libc::SIGBUS);
-
-/// Installs the process-wide handler (idempotent). Call it after creating the wasmtime engine,
-/// so wasmtime's handlers, if it ever installs one for SIGBUS, are chained behind ours.
-///
-/// It also asks the kernel for *early* memory-failure signals on the calling thread (and the
-/// threads it starts afterwards): `prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY)`.
-/// When the kernel learns that a page is poisoned before anyone loads from it (a patrol scrub,
-/// a CXL device's poison list, a `MADV_HWPOISON`), it unmaps the page everywhere and, to the
-/// processes that asked, sends SIGBUS `BUS_MCEERR_AO` naming each one's address of it. A guest
-/// mapping the page is then stopped with a media error at once, instead of at its next load
-/// (or never, should that load run into the poison itself).
-pub fn install() {
-    CHAIN.install(on_sigbus);
-    // Failure costs only the early notice: the load that finds the page gone still faults.
-    let _ = rustix::process::set_machine_check_memory_corruption_kill_policy(Some(
-        rustix::process::MachineCheckMemoryCorruptionKillPolicy::Early,
-    ));
-}
 
 /// Why a range cannot be guarded.
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +127,7 @@ pub struct Registration {
     live: Arc<AtomicUsize>,
     /// A shared mapping's copy-on-write block states, held so they are freed after the slot
     /// stops naming them (the field drops after `Drop::drop` has run).
-    _blocks: Option<crate::cow::Blocks>,
+    _blocks: Option<Blocks>,
 }
 
 fn page_shift() -> u32 {
@@ -204,26 +149,21 @@ fn unpack(word: u64) -> (usize, usize) {
 }
 
 impl Reservation {
-    /// Guards `[start, start + len)` (page-aligned) in one of this guest's slots. [`install`]
+    /// Guards `[start, start + len)` (page-aligned) in one of this guest's slots. [`super::install`]
     /// must have been called.
     pub fn register(&mut self, start: usize, len: usize) -> Result<Registration, GuardError> {
         self.claim(start, len, None)
     }
 
     /// [`register`](Self::register) for a shared, read-only mapping whose pages the guest and
-    /// the host may store to: the copy-on-write handler ([`crate::cow`]) gives each 2 MiB block
+    /// the host may store to: the copy-on-write handler ([`super::cow`]) gives each 2 MiB block
     /// a private copy at its first write fault.
     pub fn register_shared(&mut self, start: usize, len: usize) -> Result<Registration, GuardError> {
-        let blocks = crate::cow::Blocks::alloc(start, len).ok_or(GuardError::ProcessFull)?;
+        let blocks = Blocks::alloc(start, len).ok_or(GuardError::ProcessFull)?;
         self.claim(start, len, Some(blocks))
     }
 
-    fn claim(
-        &mut self,
-        start: usize,
-        len: usize,
-        blocks: Option<crate::cow::Blocks>,
-    ) -> Result<Registration, GuardError> {
+    fn claim(&mut self, start: usize, len: usize, blocks: Option<Blocks>) -> Result<Registration, GuardError> {
         if self.live.load(Ordering::Acquire) >= self.limit {
             return Err(GuardError::GuestFull(self.limit));
         }
@@ -278,34 +218,9 @@ impl Drop for Registration {
     }
 }
 
-extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
-    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
-    // Only a fault the kernel raised names a faulting address; a SIGBUS sent by a process
-    // (si_code <= 0) carries whatever address the sender chose, and one the kernel sent
-    // (SI_KERNEL) none.
-    if code > 0
-        && code != libc::SI_KERNEL
-        && let Some((slot, start, len)) = registered(addr)
-    {
-        record(slot, addr - start, FaultCause::Media);
-        repair(slot, start, len);
-        return;
-    }
-    // An early notice of a poisoned page mapped elsewhere in the process (not a dataset
-    // mapping): advisory, no instruction faulted, and the kernel has unmapped the page, so a
-    // later load from it faults (`BUS_MCEERR_AR`) and is dealt with then. Passed on, it would
-    // reach the default action and end the process for a page it may never touch again.
-    if code == libc::BUS_MCEERR_AO {
-        return;
-    }
-    // Not ours: hand it to whoever was there before.
-    CHAIN.forward(sig, info, ctx);
-}
-
 /// Records the first fault of `slot` (later ones keep it). One atomic operation: called from
 /// the signal handlers.
-pub(crate) fn record(slot: usize, offset: usize, cause: FaultCause) {
+pub(super) fn record(slot: usize, offset: usize, cause: FaultCause) {
     let word = (offset + 1) | if cause == FaultCause::CopyFailed { COPY_FAILED } else { 0 };
     let _ = SLOTS[slot].fault.compare_exchange(0, word, Ordering::AcqRel, Ordering::Relaxed);
 }
@@ -314,7 +229,7 @@ pub(crate) fn record(slot: usize, offset: usize, cause: FaultCause) {
 /// range is read whole, then the block index, then the range again: if it changed (torn down
 /// on another thread meanwhile), `Err(())` asks the caller to let the instruction run again.
 /// Called from the SIGSEGV handler: no lock, no allocation, one bounded pass.
-pub(crate) fn registered_shared(addr: usize) -> Result<Option<(usize, usize, usize, u32)>, ()> {
+pub(super) fn registered_shared(addr: usize) -> Result<Option<(usize, usize, usize, u32)>, ()> {
     let Some((slot, start, len)) = registered(addr) else { return Ok(None) };
     let s = &SLOTS[slot];
     let blocks = s.blocks.load(Ordering::Acquire);
@@ -327,7 +242,7 @@ pub(crate) fn registered_shared(addr: usize) -> Result<Option<(usize, usize, usi
 /// The registration covering `addr`, as (slot, start, len): each slot's range is read in one
 /// atomic load, so it is a range some registration had, never one made of two. Called from the
 /// signal handlers: no lock, no allocation, one bounded pass.
-fn registered(addr: usize) -> Option<(usize, usize, usize)> {
+pub(super) fn registered(addr: usize) -> Option<(usize, usize, usize)> {
     let high = HIGH.load(Ordering::Acquire).min(CAPACITY);
     for (i, s) in SLOTS[..high].iter().enumerate() {
         let word = s.range.load(Ordering::Acquire);
@@ -342,36 +257,9 @@ fn registered(addr: usize) -> Option<(usize, usize, usize)> {
     None
 }
 
-/// Makes the registered range `[start, start + len)` safe to resume on: anonymous zeros, else
-/// `PROT_NONE`, else the process dies on return. Three system calls at most; no loop.
-fn repair(slot: usize, start: usize, len: usize) {
-    // SAFETY: `start .. start + len` is a registered range: pages the mapper mapped inside a
-    // guest's linear memory, which the runtime owns and nothing outside the guest's own store
-    // references. Replacing them with anonymous zeroed read-write memory is what unmapping does
-    // (same flags as the guest memory around them, so the kernel merges them back), and `mmap`
-    // is async-signal-safe. The slot's range was loaded in one atomic read, so it is the range
-    // of a single registration as it was when the fault was matched.
-    let replaced = unsafe {
-        libc::mmap(
-            start as *mut libc::c_void,
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if replaced != libc::MAP_FAILED {
-        return;
-    }
-    if !lock(slot, start, len) {
-        CHAIN.die_on_return();
-    }
-}
-
 /// Makes the registered range `[start, start + len)` of `slot` inaccessible (`PROT_NONE`), the
 /// last resort of both handlers: whether it could. One system call.
-pub(crate) fn lock(slot: usize, start: usize, len: usize) -> bool {
+pub(super) fn lock(slot: usize, start: usize, len: usize) -> bool {
     // SAFETY: a registered range (see `repair`): pages the mapper mapped inside a guest's
     // linear memory. PROT_NONE changes no mapping's extent (the range is whole kernel mappings,
     // copied blocks included), and takes memory away rather than asking for it, so it needs no

@@ -4,10 +4,10 @@
 //! # Contract
 //! A shared dataset mapping is `mmap(MAP_SHARED | MAP_FIXED, PROT_READ)` of the read-only file
 //! or device, inside the guest's accessible memory, registered with
-//! [`Reservation::register_shared`](crate::sigbus::Reservation::register_shared). Loads read
+//! [`Reservation::register_shared`](super::Reservation::register_shared). Loads read
 //! the device's own pages. A store (by the guest, by WASI or a host call writing into guest
 //! memory, by wasmtime writing a list where `cabi_realloc` pointed) faults: the kernel raises
-//! SIGSEGV with `SEGV_ACCERR`. The handler installed by [`install`], after wasmtime's (so it
+//! SIGSEGV with `SEGV_ACCERR`. The handler installed by [`super::install`], after wasmtime's (so it
 //! runs first, and hands every other fault to wasmtime's), then gives the 2 MiB block around
 //! the address (clipped to the mapping) a private copy:
 //!
@@ -26,7 +26,7 @@
 //!
 //! Should the copy be impossible (no memory: `RLIMIT_AS`, `RLIMIT_DATA`, strict overcommit),
 //! the block becomes anonymous zeros in place, a shared map that grows neither limit, and the slot
-//! records a [`CopyFailed`](crate::sigbus::FaultCause::CopyFailed) fault: the store lands in
+//! records a [`CopyFailed`](super::FaultCause::CopyFailed) fault: the store lands in
 //! the zeros, the runtime stops the guest at its next epoch tick and the invocation fails with
 //! "out of memory copying a dataset block". Only when the kernel refuses even that (strict
 //! overcommit with less than a block of commit left) is the whole range made inaccessible: a
@@ -36,108 +36,21 @@
 //! its alignment), so a block never splits the device mapping anywhere else; image files and
 //! mounts mapped shared use the same blocks.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::atomic::Ordering;
 
-use crate::signal_chain::Chain;
-
-/// The copy-on-write block: 2 MiB.
-pub const BLOCK: usize = 2 << 20;
-
-/// Block states in the pool: 2^20 blocks cover 2 TiB of shared mappings at once.
-const POOL: usize = 1 << 20;
+use super::blocks::{BLOCK, COPIES, COPYING, PRIVATE, SHARED, STATES};
+use super::chain::Chain;
+use super::registry::{FaultCause, lock, record, registered_shared};
 
 /// `si_code` of a SIGSEGV for an access the page's protection forbids (Linux `SEGV_ACCERR`).
 const SEGV_ACCERR: libc::c_int = 2;
-
-const SHARED: u8 = 0;
-const COPYING: u8 = 1;
-const PRIVATE: u8 = 2;
-
-#[allow(clippy::declare_interior_mutable_const)]
-const FRESH: AtomicU8 = AtomicU8::new(SHARED);
-/// Block states, never freed (the handler reads them without a lock).
-static STATES: [AtomicU8; POOL] = [FRESH; POOL];
-/// Blocks copied since the process started.
-static COPIES: AtomicU64 = AtomicU64::new(0);
-
-/// How many blocks the handler has copied in this process (each a guest's or the host's first
-/// store into a 2 MiB block of a shared mapping).
-pub fn copies() -> u64 {
-    COPIES.load(Ordering::Relaxed)
-}
-
-/// Free runs of [`STATES`]: (first, count), sorted, non-adjacent. Host code only.
-static FREE: Mutex<Vec<(u32, u32)>> = Mutex::new(Vec::new());
-static FREE_INIT: Once = Once::new();
-
-/// The blocks `[start, start + len)` spans: from the 2 MiB boundary at or below `start`.
-fn block_count(start: usize, len: usize) -> usize {
-    let base = start & !(BLOCK - 1);
-    (start + len - base).div_ceil(BLOCK)
-}
-
-/// A shared mapping's run of block states; given back when dropped.
-#[derive(Debug)]
-pub struct Blocks {
-    first: u32,
-    count: u32,
-}
-
-impl Blocks {
-    /// States for the blocks of `[start, start + len)`, all *shared*; `None` when the pool has
-    /// no such run free.
-    pub(crate) fn alloc(start: usize, len: usize) -> Option<Blocks> {
-        let count = u32::try_from(block_count(start, len)).ok()?;
-        FREE_INIT.call_once(|| FREE.lock().unwrap_or_else(|e| e.into_inner()).push((0, POOL as u32)));
-        let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
-        let i = free.iter().position(|&(_, n)| n >= count)?;
-        let (first, n) = free[i];
-        if n == count {
-            free.remove(i);
-        } else {
-            free[i] = (first + count, n - count);
-        }
-        for s in &STATES[first as usize..(first + count) as usize] {
-            s.store(SHARED, Ordering::Relaxed);
-        }
-        Some(Blocks { first, count })
-    }
-
-    /// Index of the first state.
-    pub(crate) fn first(&self) -> u32 {
-        self.first
-    }
-}
-
-impl Drop for Blocks {
-    fn drop(&mut self) {
-        let mut free = FREE.lock().unwrap_or_else(|e| e.into_inner());
-        let i = free.partition_point(|&(f, _)| f < self.first);
-        free.insert(i, (self.first, self.count));
-        // Merge with the neighbours.
-        if i + 1 < free.len() && free[i].0 + free[i].1 == free[i + 1].0 {
-            free[i].1 += free[i + 1].1;
-            free.remove(i + 1);
-        }
-        if i > 0 && free[i - 1].0 + free[i - 1].1 == free[i].0 {
-            free[i - 1].1 += free[i].1;
-            free.remove(i);
-        }
-    }
-}
-
-/// Kernel mappings a shared mapping of `[start, start + len)` may come to need for its copies.
-pub fn kernel_mappings_for(start: usize, len: usize) -> usize {
-    2 * block_count(start, len)
-}
 
 static CHAIN: Chain = Chain::new(libc::SIGSEGV);
 
 /// Installs the process-wide SIGSEGV handler (idempotent). Call it after creating the wasmtime
 /// engine, so wasmtime's handler is the previous one, to which every fault outside a shared
 /// mapping goes.
-pub fn install() {
+pub(super) fn install() {
     CHAIN.install(on_sigsegv);
 }
 
@@ -163,7 +76,7 @@ extern "C" fn on_sigsegv(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
 
 /// Gives the block around `addr` of a shared registration its private copy.
 fn copy_on_write(addr: usize) -> Handled {
-    let (slot, start, len, first) = match crate::sigbus::registered_shared(addr) {
+    let (slot, start, len, first) = match registered_shared(addr) {
         Ok(Some(hit)) => hit,
         Ok(None) => return Handled::Pass,
         // Torn down on another thread as we looked: whatever is there now decides.
@@ -196,7 +109,7 @@ fn copy_on_write(addr: usize) -> Handled {
     // push the data size past the limit and refuse the next block); replacing as many pages as
     // it adds, so `RLIMIT_AS` cannot refuse it; `MAP_NORESERVE`, so it asks no commit charge
     // unless overcommit is strict.
-    crate::sigbus::record(slot, addr - start, crate::sigbus::FaultCause::CopyFailed);
+    record(slot, addr - start, FaultCause::CopyFailed);
     // SAFETY: `block_start .. block_end` lies in the registered mapping, inside the guest's
     // linear memory, page-aligned and a whole number of pages (see `copy_block`); replacing it
     // with zeroed read-write memory that nothing else maps changes only what that guest sees
@@ -220,7 +133,7 @@ fn copy_on_write(addr: usize) -> Handled {
     // wasm store traps in wasmtime's handler; a store by host code ends the process, as any
     // other allocation the kernel refused it would.
     state.store(SHARED, Ordering::Release);
-    crate::sigbus::lock(slot, start, len);
+    lock(slot, start, len);
     Handled::Pass
 }
 
@@ -263,30 +176,4 @@ fn copy_block(block_start: usize, n: usize) -> bool {
         return false;
     }
     true
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blocks_cover_a_range_from_the_boundary_below_it() {
-        assert_eq!(block_count(0, 1), 1);
-        assert_eq!(block_count(BLOCK, BLOCK), 1);
-        assert_eq!(block_count(BLOCK - 4096, 8192), 2);
-        assert_eq!(block_count(3 * BLOCK + 65536, 4 * BLOCK), 5);
-        assert_eq!(kernel_mappings_for(BLOCK, 3 * BLOCK), 6);
-    }
-
-    #[test]
-    fn block_runs_are_reused_after_they_are_given_back() {
-        let a = Blocks::alloc(0, 3 * BLOCK).unwrap();
-        let b = Blocks::alloc(0, BLOCK).unwrap();
-        assert_ne!(a.first(), b.first());
-        let first = a.first();
-        drop(a);
-        let c = Blocks::alloc(0, 2 * BLOCK).unwrap();
-        assert_eq!(c.first(), first, "first fit takes the run given back");
-        drop((b, c));
-    }
 }
