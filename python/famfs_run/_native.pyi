@@ -9,6 +9,10 @@ _Duration = Union[float, int, str]
 
 __version__: str
 
+def _read_arrow_ipc(data: bytes) -> Any:
+    """What Outcome.arrow() does with a guest's output: a validated, zero-copy pyarrow.Table
+    (for python/fuzz/arrow_outcome.py)."""
+
 class Program:
     """A compiled guest (Runtime.load)."""
 
