@@ -284,6 +284,8 @@ impl Mapper {
         if !guard::installed() {
             return Err(MapperError::NoGuard);
         }
+        // On the guest's thread, which outlives its mappings (see `ask_early_notices`).
+        guard::sigbus::ask_early_notices();
         Ok(Mapper {
             live: BTreeMap::new(),
             stuck: Vec::new(),

@@ -12,7 +12,8 @@
 //!   guest [`reserve`](super::reserve)d for itself beforehand: one guest can never take the slots another
 //!   needs, and the table holds [`CAPACITY`](super::CAPACITY) slots, enough for every concurrent guest's cap
 //!   (the runtime checks its concurrency × the per-guest cap against it).
-//! - [`super::install`] also asks for early memory-failure notices: a page found poisoned before any
+//! - [`super::install`], and every new mapper on its guest's thread, also ask for early
+//!   memory-failure notices ([`ask_early_notices`]): a page found poisoned before any
 //!   load from it is signalled (`BUS_MCEERR_AO`) to this process at once, naming its address.
 //! - A fault that the kernel raised (`si_code > 0`, an early notice included) inside a
 //!   registered range is repaired by
@@ -47,16 +48,22 @@ static CHAIN: Chain = Chain::new(libc::SIGBUS);
 
 /// Installs the process-wide handler (idempotent). Call it after creating the wasmtime engine,
 /// so wasmtime's handlers, if it ever installs one for SIGBUS, are chained behind ours.
-///
-/// It also asks the kernel for *early* memory-failure signals on the calling thread (and the
-/// threads it starts afterwards): `prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY)`.
-/// When the kernel learns that a page is poisoned before anyone loads from it (a patrol scrub,
-/// a CXL device's poison list, a `MADV_HWPOISON`), it unmaps the page everywhere and, to the
-/// processes that asked, sends SIGBUS `BUS_MCEERR_AO` naming each one's address of it. A guest
-/// mapping the page is then stopped with a media error at once, instead of at its next load
-/// (or never, should that load run into the poison itself).
 pub(super) fn install() {
     CHAIN.install(on_sigbus);
+    ask_early_notices();
+}
+
+/// Asks the kernel for *early* memory-failure signals on the calling thread (and the threads
+/// it starts afterwards): `prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY)`. When the
+/// kernel learns that a page is poisoned before anyone loads from it (a patrol scrub, a CXL
+/// device's poison list, a `MADV_HWPOISON`), it unmaps the page everywhere and sends SIGBUS
+/// `BUS_MCEERR_AO`, naming the process's address of it, to one thread of each process mapping it
+/// that asked. The handler is process-wide, so any such thread will do, but one must be alive:
+/// [`super::install`] asks on the engine's thread, and every mapper on its guest's thread, which
+/// lives as long as the guest's mappings. A guest mapping the page is then stopped with a media
+/// error at once, instead of at its next load (or never, should that load run into the poison
+/// itself).
+pub(crate) fn ask_early_notices() {
     // Failure costs only the early notice: the load that finds the page gone still faults.
     let _ = rustix::process::set_machine_check_memory_corruption_kill_policy(Some(
         rustix::process::MachineCheckMemoryCorruptionKillPolicy::Early,
