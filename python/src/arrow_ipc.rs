@@ -32,10 +32,11 @@ pub fn read<'py>(owner: &Bound<'py, PyAny>, bytes: &[u8]) -> PyResult<Bound<'py,
     let full = PyDict::new(py);
     full.set_item("full", true)?;
     table.call_method("validate", (), Some(&full))?;
-    // Valid Arrow may still claim rows that no byte backs (a batch of no columns, or of null
-    // columns, says its length in a field): 704 bytes of fuzzed output claimed 2^62 rows, and
-    // `to_pylist()` on that table took all the host's memory. No honest table has more rows
-    // than bits, so more is refused.
+    // Valid Arrow may still claim rows that no byte backs (a batch of no columns, of null
+    // columns or of run-end encoded ones says its length in a field): 704 bytes of fuzzed output
+    // claimed 2^62 rows, and `to_pylist()` on that table took all the host's memory. A table
+    // with more rows than its bytes have bits is refused, the rare honest one (say, a long
+    // all-null column) too: reading it would cost the host more than the guest paid for it.
     let rows: u64 = table.getattr("num_rows")?.extract()?;
     let most = (bytes.len() as u64).saturating_mul(8);
     if rows > most {
