@@ -11,10 +11,13 @@
 //! new connection, and retries a 503 after its `Retry-After`; its latency is from the first try
 //! to the answer.
 
+#[path = "../tests/support/server.rs"]
+mod support;
+use support::Server;
+
 use famfs_run_tests::{Flavor, ImageFile, guest_for, image_with, scratch, text};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -80,17 +83,11 @@ fn main() {
         ),
     )
     .unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_famfs-serve"))
-        .args(["--listen", "127.0.0.1:0", "--max-concurrency", "4", "--max-queue", "8"])
-        .args(["--header-timeout", "5s", "--send-timeout", "5s", "--function"])
-        .arg(format!("probe={}", manifest.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on http://").unwrap().to_string();
+    let server = Server::start(
+        &manifest,
+        &["--max-concurrency", "4", "--max-queue", "8", "--header-timeout", "5s", "--send-timeout", "5s"],
+    );
+    let addr = server.addr.clone();
 
     let (mut alone, alone_retries) = client(&addr, n);
     eprintln!("alone: {n} requests done");
@@ -157,8 +154,7 @@ fn main() {
     for h in load {
         let _ = h.join();
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 
     alone.sort_by(f64::total_cmp);
     loaded.sort_by(f64::total_cmp);

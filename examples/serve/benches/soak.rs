@@ -9,13 +9,16 @@
 //! load (each thread is two kernel mappings, its stack and guard) and shrink after 10 s idle, so
 //! a warm-up shorter than the pools' growth shows them as mappings gained.
 
+#[path = "../tests/support/server.rs"]
+mod support;
+use support::Server;
+
 use famfs_host_api::Catalog;
 use famfs_run_tests::{Flavor, guest_for, pattern};
 use famfs_runtime::{Entry, Limits, RunError, Runtime};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -254,16 +257,8 @@ fn soak_serve(dir: &Path, mnt: &Path, n: usize) -> (Stats, Stats, Tally, Duratio
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_famfs-serve"))
-        .args(["--listen", "127.0.0.1:0", "--max-concurrency", "16", "--max-queue", "64", "--function"])
-        .arg(format!("probe={}", manifest.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on http://").unwrap().to_string();
+    let server = Server::start(&manifest, &["--max-concurrency", "16", "--max-queue", "64"]);
+    let addr = server.addr.clone();
     let tally = Arc::new(Tally::default());
     let next = Arc::new(AtomicUsize::new(0));
     let batch = |to: usize| {
@@ -302,13 +297,12 @@ fn soak_serve(dir: &Path, mnt: &Path, n: usize) -> (Stats, Stats, Tally, Duratio
         }
     };
     batch(WARM_UP);
-    let warm = stats(child.id());
+    let warm = stats(server.child.id());
     let t = Instant::now();
     batch(n);
     let took = t.elapsed();
-    let end = stats(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    let end = stats(server.child.id());
+    drop(server);
     (warm, end, Arc::try_unwrap(tally).ok().unwrap(), took)
 }
 

@@ -5,41 +5,17 @@
 //! answers, never a hang, with the server's memory bounded; and a body that never arrives is
 //! answered 408. Prints what it measured (`--nocapture`).
 
+#[path = "support/server.rs"]
+mod support;
+use support::Server;
+
 use famfs_run_tests::{Flavor, ImageFile, guest_for, image_with, scratch, text};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Server {
-    fn start(manifest: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_famfs-serve"))
-            .args(["--listen", "127.0.0.1:0", "--function"])
-            .arg(format!("probe={}", manifest.display()))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{line:?}")).to_string();
-        Server { child, addr }
-    }
-
     /// A field of /proc/PID/status, in KiB.
     fn status_kb(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
