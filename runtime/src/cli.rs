@@ -129,6 +129,13 @@ struct Prepared {
     compile_ms: f64,
 }
 
+impl Prepared {
+    /// The load's timing and how it was served, for `--json`'s metrics.
+    fn load_metrics(&self) -> serde_json::Value {
+        serde_json::json!({ "compile_ms": self.compile_ms, "load": self.runtime.load_stats() })
+    }
+}
+
 /// The runtime of one famfs-run process (counting fuel when a budget is given): one invocation.
 fn runtime(fuel: bool, cache_dir: Option<&Path>) -> Result<Runtime> {
     let mut builder = Runtime::builder().fuel(fuel).max_concurrency(1);
@@ -144,8 +151,9 @@ fn main_inner(cli: Cli) -> Result<i32> {
         Some(path) => prepare_manifest(cli, &path)?,
         None => prepare_flags(cli)?,
     };
+    let metrics = p.load_metrics();
     let outcome = p.program.run(p.runtime.engine(), p.inv);
-    report(&outcome, p.program.kind(), p.compile_ms, json)
+    report(&outcome, p.program.kind(), metrics, json)
 }
 
 /// `--manifest FILE.toml`: extra arguments (the positional ones) follow the manifest's.
@@ -231,7 +239,7 @@ fn prepare_flags(cli: Cli) -> Result<Prepared> {
 }
 
 /// Prints the outcome (the reply, or the JSON report) and returns the exit code.
-fn report(outcome: &crate::Outcome, kind: crate::ProgramKind, compile_ms: f64, json: bool) -> Result<i32> {
+fn report(outcome: &crate::Outcome, kind: crate::ProgramKind, load: serde_json::Value, json: bool) -> Result<i32> {
     let code = match &outcome.result {
         Ok(c) => *c,
         Err(e) => exit_code_for(e),
@@ -241,7 +249,11 @@ fn report(outcome: &crate::Outcome, kind: crate::ProgramKind, compile_ms: f64, j
         let text = |b: &Option<Vec<u8>>| b.as_deref().map(|b| String::from_utf8_lossy(b).into_owned());
         v["stdout"] = text(&outcome.stdout).into();
         v["stderr"] = text(&outcome.stderr).into();
-        v["metrics"]["compile_ms"] = compile_ms.into();
+        if let serde_json::Value::Object(load) = load {
+            for (k, x) in load {
+                v["metrics"][k] = x;
+            }
+        }
         v["kind"] = serde_json::to_value(kind)?;
         if let Some(reply) = &outcome.reply {
             v["reply"] = String::from_utf8(reply.clone()).ok().into();

@@ -26,13 +26,14 @@
 //! # }
 //! ```
 
-use crate::cache::{CacheError, ModuleCache};
+use crate::cache::{CacheError, FileIdentity, ModuleCache};
 use crate::engine::{EngineOptions, SandboxEngine};
 use crate::limits::Limits;
-use crate::program::Program;
+use crate::program::{Program, ProgramKind};
 use crate::run::{Cancel, Invocation, Outcome, RunError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
@@ -216,11 +217,39 @@ impl RuntimeBuilder {
                 engine,
                 cache,
                 programs: Mutex::new(HashMap::new()),
+                identities: Mutex::new(HashMap::new()),
+                loads: LoadCounters::default(),
                 permits: Arc::new(tokio::sync::Semaphore::new(concurrency)),
                 limits: self.limits,
             }),
         })
     }
+}
+
+/// How this runtime's loads were served so far ([`Runtime::load_stats`]): what a warm call
+/// should not do (read a module, compile one) is counted, so scripts and tests can tell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoadStats {
+    /// Module files read whole and hashed (their identity was not known).
+    pub modules_read: u64,
+    /// Guests compiled.
+    pub compiled: u64,
+    /// Guests whose compiled code was mapped from the cache directory.
+    pub from_disk_cache: u64,
+    /// Loads answered by a guest this runtime had already loaded.
+    pub from_memory: u64,
+}
+
+#[derive(Default)]
+struct LoadCounters {
+    modules_read: AtomicU64,
+    compiled: AtomicU64,
+    from_disk_cache: AtomicU64,
+    from_memory: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// An embeddable famfs-run: engines, compiled-guest caches, a concurrency limit.
@@ -234,6 +263,9 @@ struct Inner {
     cache: Option<ModuleCache>,
     /// (sha256, as_component) → compiled program.
     programs: Mutex<HashMap<(String, bool), Arc<Program>>>,
+    /// Module files already hashed: identity → sha256 (see [`crate::cache`] on identities).
+    identities: Mutex<HashMap<FileIdentity, String>>,
+    loads: LoadCounters,
     permits: Arc<tokio::sync::Semaphore>,
     limits: Limits,
 }
@@ -272,37 +304,107 @@ impl Runtime {
     /// with a cache directory, compiled code is also taken from and kept on disk. See
     /// [`Program::load`] for `as_component`.
     pub fn load(&self, bytes: &[u8], as_component: bool) -> Result<Arc<Program>, RunError> {
-        let key = (crate::cache::sha256_hex(bytes), as_component);
-        if let Some(p) = self.inner.programs.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            return Ok(p.clone());
+        self.load_hashed(bytes, crate::cache::sha256_hex(bytes), as_component)
+    }
+
+    fn load_hashed(&self, bytes: &[u8], sha256: String, as_component: bool) -> Result<Arc<Program>, RunError> {
+        let key = (sha256, as_component);
+        if let Some(p) = self.loaded(&key) {
+            return Ok(p);
         }
         // Compile outside the lock: other guests keep loading meanwhile.
         let program =
-            Arc::new(Program::load_cached(&self.inner.engine, bytes, as_component, self.inner.cache.as_ref())?);
+            Program::load_hashed(&self.inner.engine, bytes, key.0.clone(), as_component, self.inner.cache.as_ref())?;
+        bump(if program.from_cache() { &self.inner.loads.from_disk_cache } else { &self.inner.loads.compiled });
+        Ok(self.keep(key, program))
+    }
+
+    fn loaded(&self, key: &(String, bool)) -> Option<Arc<Program>> {
+        let p = self.inner.programs.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned();
+        if p.is_some() {
+            bump(&self.inner.loads.from_memory);
+        }
+        p
+    }
+
+    /// How this runtime's loads were served so far.
+    pub fn load_stats(&self) -> LoadStats {
+        let c = &self.inner.loads;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        LoadStats {
+            modules_read: get(&c.modules_read),
+            compiled: get(&c.compiled),
+            from_disk_cache: get(&c.from_disk_cache),
+            from_memory: get(&c.from_memory),
+        }
+    }
+
+    fn keep(&self, key: (String, bool), program: Program) -> Arc<Program> {
         let mut programs = self.inner.programs.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(programs.entry(key).or_insert(program).clone())
+        programs.entry(key).or_insert_with(|| Arc::new(program)).clone()
     }
 
     /// [`load`](Self::load) from a file, refusing it unless its sha256 is `expected_sha256`
     /// (hex) when one is given.
+    ///
+    /// A file this runtime (or, with a cache directory, this user) already hashed, unchanged
+    /// since, is neither read nor hashed again: its identity gives its sha256 (see
+    /// [`crate::cache`]), and its compiled code comes from memory or the cache directory. A warm
+    /// load of a large guest then costs a few system calls and mapping its compiled code.
     pub fn load_file(
         &self,
         path: &Path,
         expected_sha256: Option<&str>,
         as_component: bool,
     ) -> Result<Arc<Program>, EmbedError> {
-        let bytes = std::fs::read(path).map_err(|cause| EmbedError::Read { path: path.to_path_buf(), cause })?;
-        if let Some(expected) = expected_sha256 {
-            let actual = crate::cache::sha256_hex(&bytes);
-            if !actual.eq_ignore_ascii_case(expected.trim()) {
-                return Err(EmbedError::Sha256Mismatch {
-                    path: path.to_path_buf(),
-                    expected: expected.trim().to_string(),
-                    actual,
-                });
+        let read_err = |cause: std::io::Error| EmbedError::Read { path: path.to_path_buf(), cause };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let id = FileIdentity::of(&file).map_err(read_err)?;
+        let check = |actual: &str| match expected_sha256 {
+            Some(expected) if !actual.eq_ignore_ascii_case(expected.trim()) => Err(EmbedError::Sha256Mismatch {
+                path: path.to_path_buf(),
+                expected: expected.trim().to_string(),
+                actual: actual.to_string(),
+            }),
+            _ => Ok(()),
+        };
+        if let Some(sha256) = self.known_sha256(&id) {
+            check(&sha256)?;
+            let key = (sha256, as_component);
+            if let Some(p) = self.loaded(&key) {
+                return Ok(p);
+            }
+            if let Some(cache) = &self.inner.cache {
+                let mut preamble = [0u8; 8];
+                let n = std::os::unix::fs::FileExt::read_at(&file, &mut preamble, 0).map_err(read_err)?;
+                let kind = ProgramKind::of(crate::program::is_component(&preamble[..n]), as_component);
+                if let Some(program) = Program::load_from_cache(&self.inner.engine, &key.0, kind, cache)? {
+                    bump(&self.inner.loads.from_disk_cache);
+                    return Ok(self.keep(key, program));
+                }
             }
         }
-        Ok(self.load(&bytes, as_component)?)
+        let mut bytes = Vec::with_capacity(usize::try_from(id.size()).unwrap_or(0));
+        std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(read_err)?;
+        bump(&self.inner.loads.modules_read);
+        let sha256 = crate::cache::sha256_hex(&bytes);
+        check(&sha256)?;
+        // The identity read before the bytes: a write since then changed the change time, so at
+        // worst the bytes are newer than the identity says, and the next load reads them again.
+        if !id.is_racy() {
+            self.inner.identities.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), sha256.clone());
+            if let Some(cache) = &self.inner.cache {
+                cache.remember_sha256(&id, &sha256);
+            }
+        }
+        Ok(self.load_hashed(&bytes, sha256, as_component)?)
+    }
+
+    /// The sha256 of the module file whose identity is `id`, if this runtime or the cache
+    /// directory measured it.
+    fn known_sha256(&self, id: &FileIdentity) -> Option<String> {
+        let known = self.inner.identities.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
+        known.or_else(|| self.inner.cache.as_ref()?.known_sha256(id))
     }
 
     /// Runs one invocation of `program` on tokio's blocking pool, after waiting for a slot

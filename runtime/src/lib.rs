@@ -20,10 +20,10 @@ pub mod run;
 pub mod signals;
 pub mod wasi_fs;
 
-pub use cache::{CacheError, ModuleCache};
+pub use cache::{CacheError, FileIdentity, ModuleCache};
 pub use component_run::ComponentState;
 pub use core_run::CoreState;
-pub use embed::{EmbedError, Runtime, RuntimeBuilder, default_concurrency};
+pub use embed::{EmbedError, LoadStats, Runtime, RuntimeBuilder, default_concurrency};
 pub use engine::{EngineOptions, SandboxEngine};
 pub use limits::Limits;
 pub use manifest::{Manifest, ManifestError};

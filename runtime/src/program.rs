@@ -31,6 +31,7 @@ pub struct Program {
     kind: ProgramKind,
     sha256: String,
     inner: Inner,
+    from_cache: bool,
 }
 
 enum Inner {
@@ -76,50 +77,100 @@ impl Program {
         as_component: bool,
         cache: Option<&ModuleCache>,
     ) -> Result<Program, RunError> {
-        let sha256 = crate::cache::sha256_hex(bytes);
-        let setup = |e: wasmtime::Error| RunError::Setup { message: format!("{e:#}") };
-        let kind = match (is_component(bytes), as_component) {
-            (true, _) => ProgramKind::Component,
-            (false, true) => ProgramKind::AdaptedModule,
-            (false, false) => ProgramKind::CoreModule,
-        };
-        let inner = if kind == ProgramKind::CoreModule {
-            let module =
-                compile_cached(engine.engine(), bytes, "module", cache, |b| Module::new(engine.engine(), b), {
-                    // SAFETY: see `compile_cached`: the bytes come from a cache entry only this
-                    // user could have written, checksummed, for this engine's configuration.
-                    |e, a| unsafe { Module::deserialize(e, a) }
-                })?;
-            let linker = core_run::linker(engine).map_err(setup)?;
-            Inner::Core(linker.instantiate_pre(&module).map_err(|e| RunError::Link { message: format!("{e:#}") })?)
+        Program::load_hashed(engine, bytes, crate::cache::sha256_hex(bytes), as_component, cache)
+    }
+
+    /// [`load_cached`](Self::load_cached) of `bytes` whose sha256 (hex) the caller measured.
+    pub(crate) fn load_hashed(
+        engine: &SandboxEngine,
+        bytes: &[u8],
+        sha256: String,
+        as_component: bool,
+        cache: Option<&ModuleCache>,
+    ) -> Result<Program, RunError> {
+        let kind = ProgramKind::of(is_component(bytes), as_component);
+        if let Some(cache) = cache
+            && let Some(program) = Program::load_from_cache(engine, &sha256, kind, cache)?
+        {
+            return Ok(program);
+        }
+        let compile_err = |e: wasmtime::Error| RunError::Compile { message: format!("{e:#}") };
+        let (inner, artifact) = if kind == ProgramKind::CoreModule {
+            let module = Module::new(engine.engine(), bytes).map_err(compile_err)?;
+            let artifact = cache.map(|_| module.serialize());
+            (link_core(engine, &module)?, artifact)
         } else {
             let ce = engine.component_engine();
-            let tag = if kind == ProgramKind::Component { "component" } else { "adapted" };
-            let component = compile_cached(
-                ce,
-                bytes,
-                tag,
-                cache,
-                |b| {
-                    if kind == ProgramKind::AdaptedModule {
-                        let adapted = componentize(b).map_err(|e| wasmtime::format_err!("{e}"))?;
-                        Component::new(ce, &adapted)
-                    } else {
-                        Component::new(ce, b)
-                    }
-                },
-                // SAFETY: see `compile_cached`: the bytes come from a cache entry only this user
-                // could have written, checksummed, for this engine's configuration.
-                |e, a| unsafe { Component::deserialize(e, a) },
-            )?;
-            Inner::Component(ComponentProgram::new(component))
+            let component = if kind == ProgramKind::AdaptedModule {
+                let adapted = componentize(bytes)?;
+                Component::new(ce, &adapted)
+            } else {
+                Component::new(ce, bytes)
+            }
+            .map_err(compile_err)?;
+            let artifact = cache.map(|_| component.serialize());
+            (Inner::Component(ComponentProgram::new(component)), artifact)
         };
-        Ok(Program { kind, sha256, inner })
+        if let Some(cache) = cache {
+            match artifact.expect("serialized when there is a cache") {
+                Ok(artifact) => cache.put(&ModuleCache::key(&sha256, kind.tag(), kind.engine(engine)), &artifact),
+                Err(e) => tracing::warn!("cannot serialize a compiled guest for the cache: {e:#}"),
+            }
+        }
+        Ok(Program { kind, sha256, inner, from_cache: false })
+    }
+
+    /// The guest whose bytes have sha256 `sha256` (hex), loaded as `kind` from the compiled
+    /// code in `cache`, without its bytes; `None` when the cache does not hold it (or held an
+    /// entry wasmtime refused, which is then removed).
+    pub fn load_from_cache(
+        engine: &SandboxEngine,
+        sha256: &str,
+        kind: ProgramKind,
+        cache: &ModuleCache,
+    ) -> Result<Option<Program>, RunError> {
+        let key = ModuleCache::key(sha256, kind.tag(), kind.engine(engine));
+        let Some((file, len)) = cache.get(&key) else {
+            return Ok(None);
+        };
+        // SAFETY: `file` is an entry `ModuleCache::get` opened without following links,
+        // relative to a directory held open since it was checked, both owned by this user and
+        // writable by no one else (the cache's trust model): no other user can have planted or
+        // altered it, so it was written by this runtime's `serialize` (or by this user or root,
+        // who can run code as this user anyway). Its trailer held, so it is whole. wasmtime
+        // maps it and requires it unchanged while mapped: the cache never writes an entry in
+        // place (it renames new files over old ones, and the old inode lives on), and another
+        // user cannot write it. wasmtime checks the version and configuration again and refuses
+        // a foreign artifact, which is then recompiled.
+        let inner = unsafe {
+            if kind == ProgramKind::CoreModule {
+                Module::deserialize_open_file(engine.engine(), file).map(|m| link_core(engine, &m))
+            } else {
+                deserialize_component(engine.component_engine(), file, len)
+                    .map(|c| Ok(Inner::Component(ComponentProgram::new(c))))
+            }
+        };
+        match inner {
+            Ok(inner) => {
+                tracing::debug!(key, "module cache hit");
+                Ok(Some(Program { kind, sha256: sha256.to_string(), inner: inner?, from_cache: true }))
+            }
+            Err(e) => {
+                tracing::warn!(key, "module cache entry refused, recompiling: {e:#}");
+                cache.remove(&key);
+                Ok(None)
+            }
+        }
     }
 
     /// What kind of guest this is.
     pub fn kind(&self) -> ProgramKind {
         self.kind
+    }
+
+    /// Whether its compiled code came from a cache directory rather than the compiler.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
     }
 
     /// The sha256 of the bytes it was loaded from (hex).
@@ -137,63 +188,64 @@ impl Program {
     }
 }
 
-/// Something wasmtime compiles and serializes.
-trait Artifact: Sized {
-    fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
-}
-
-impl Artifact for Module {
-    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
-        Module::serialize(self)
-    }
-}
-
-impl Artifact for Component {
-    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
-        Component::serialize(self)
-    }
-}
-
-/// Compiles `bytes`, or takes the compiled artifact from `cache`.
-///
-/// `deserialize` is only ever given bytes that [`ModuleCache::get`] read back: a regular file,
-/// opened without following links relative to a directory held open since it was checked, both
-/// owned by this user and writable by no one else (the cache's trust model), so no other user
-/// can have planted or altered it; its checksum held, so it is whole. Such a file was written by
-/// this runtime's `serialize` (or by this user or root, who can run code as this user anyway).
-/// wasmtime checks the version and configuration again and refuses a foreign artifact, which
-/// is then recompiled.
-fn compile_cached<A: Artifact>(
-    engine: &wasmtime::Engine,
-    bytes: &[u8],
-    kind: &str,
-    cache: Option<&ModuleCache>,
-    compile: impl FnOnce(&[u8]) -> wasmtime::Result<A>,
-    deserialize: impl FnOnce(&wasmtime::Engine, &[u8]) -> wasmtime::Result<A>,
-) -> Result<A, RunError> {
-    let compile_err = |e: wasmtime::Error| RunError::Compile { message: format!("{e:#}") };
-    let Some(cache) = cache else {
-        return compile(bytes).map_err(compile_err);
-    };
-    let key = ModuleCache::key(bytes, kind, engine);
-    if let Some(artifact) = cache.get(&key) {
-        match deserialize(engine, &artifact) {
-            Ok(a) => {
-                tracing::debug!(key, "module cache hit");
-                return Ok(a);
-            }
-            Err(e) => {
-                tracing::warn!(key, "module cache entry refused, recompiling: {e:#}");
-                cache.remove(&key);
-            }
+impl ProgramKind {
+    /// What a guest whose bytes are (`is_component`) a component runs as, given whether it was
+    /// asked to run as a component.
+    pub fn of(is_component: bool, as_component: bool) -> ProgramKind {
+        match (is_component, as_component) {
+            (true, _) => ProgramKind::Component,
+            (false, true) => ProgramKind::AdaptedModule,
+            (false, false) => ProgramKind::CoreModule,
         }
     }
-    let compiled = compile(bytes).map_err(compile_err)?;
-    match compiled.serialize() {
-        Ok(artifact) => cache.put(&key, &artifact),
-        Err(e) => tracing::warn!("cannot serialize a compiled guest for the cache: {e:#}"),
+
+    /// Its part of a cache key.
+    fn tag(self) -> &'static str {
+        match self {
+            ProgramKind::CoreModule => "module",
+            ProgramKind::Component => "component",
+            ProgramKind::AdaptedModule => "adapted",
+        }
     }
-    Ok(compiled)
+
+    /// The engine it is compiled for.
+    fn engine(self, engine: &SandboxEngine) -> &wasmtime::Engine {
+        match self {
+            ProgramKind::CoreModule => engine.engine(),
+            _ => engine.component_engine(),
+        }
+    }
+}
+
+/// A core module linked with the host's imports.
+fn link_core(engine: &SandboxEngine, module: &Module) -> Result<Inner, RunError> {
+    let linker = core_run::linker(engine).map_err(|e| RunError::Setup { message: format!("{e:#}") })?;
+    Ok(Inner::Core(linker.instantiate_pre(module).map_err(|e| RunError::Link { message: format!("{e:#}") })?))
+}
+
+/// Deserializes the component artifact in the first `len` bytes of `file`, mapped (through
+/// `/proc/self/fd`: wasmtime 48 maps components only by path, and that path is this very open
+/// file, not a name that could be swapped) or, without `/proc`, read.
+///
+/// # Safety
+/// As [`Component::deserialize_file`]: `file` holds an artifact this runtime wrote, and stays
+/// unchanged while the component lives.
+unsafe fn deserialize_component(
+    engine: &wasmtime::Engine,
+    file: std::fs::File,
+    len: u64,
+) -> wasmtime::Result<Component> {
+    use std::os::fd::AsRawFd;
+    let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    if path.exists() {
+        // SAFETY: the caller's contract; the trailer after the artifact is outside every
+        // section wasmtime reads.
+        return unsafe { Component::deserialize_file(engine, &path) };
+    }
+    let mut artifact = vec![0u8; usize::try_from(len)?];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut artifact, 0)?;
+    // SAFETY: the caller's contract.
+    unsafe { Component::deserialize(engine, &artifact) }
 }
 
 /// Turns a core module into a component with the WASI preview-1 adapter.

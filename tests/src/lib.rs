@@ -71,8 +71,10 @@ pub fn sql_compiled_cache() -> PathBuf {
                 .collect();
             for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                // Dot-files are entries another test process is writing.
-                if !name.starts_with('.') && !current.iter().any(|sha| name.starts_with(sha.as_str())) {
+                // Dot-files are entries another test process is writing; `.sha256` files record
+                // module files' identities (tiny, and what spares a warm load the hashing).
+                let keep = name.starts_with('.') || name.ends_with(".sha256");
+                if !keep && !current.iter().any(|sha| name.starts_with(sha.as_str())) {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }

@@ -126,19 +126,37 @@ fn disk_cache_of_compiled_guests() {
     let before = inode(&files[0]);
     run_wc(&Runtime::builder().cache_dir(&cache).build().unwrap());
     assert_eq!(inode(&files[0]), before, "a cache hit does not rewrite the entry");
-    // A damaged entry (a flipped byte): discarded, recompiled, rewritten.
-    let mut bad = good.clone();
-    let mid = bad.len() / 2;
-    bad[mid] ^= 0xff;
-    std::fs::write(&files[0], &bad).unwrap();
-    run_wc(&Runtime::builder().cache_dir(&cache).build().unwrap());
-    assert_eq!(std::fs::read(&files[0]).unwrap().len(), good.len(), "rewritten");
-    assert_ne!(std::fs::read(&files[0]).unwrap(), bad);
-    // A foreign entry with a valid checksum (not a wasmtime artifact): wasmtime refuses it.
+    // Damaged entries: discarded, recompiled, rewritten. A byte flipped in a sampled page
+    // (the first 64 KiB), a byte cut off the end (the length), an entry in the first format
+    // (a checksum in front), the trailer alone.
+    let mut flipped = good.clone();
+    flipped[100] ^= 0xff;
+    let mut first_format = b"FAMFSRC1".to_vec();
+    first_format.extend_from_slice(&<sha2::Sha256 as sha2::Digest>::digest(&good[..good.len() - 48]));
+    first_format.extend_from_slice(&good[..good.len() - 48]);
+    let damaged = [
+        ("a flipped byte", flipped),
+        ("a truncated entry", good[..good.len() - 1].to_vec()),
+        ("the first format", first_format),
+        ("the trailer alone", good[good.len() - 48..].to_vec()),
+    ];
+    for (what, bad) in damaged {
+        std::fs::write(&files[0], &bad).unwrap();
+        run_wc(&Runtime::builder().cache_dir(&cache).build().unwrap());
+        let now = std::fs::read(&files[0]).unwrap();
+        assert_eq!(now.len(), good.len(), "{what}: rewritten");
+        assert_ne!(now, bad, "{what}");
+    }
+    // A foreign entry with a valid trailer (not a wasmtime artifact): wasmtime refuses it. (An
+    // artifact under 128 KiB is sampled whole: the digest covers its length and all of it.)
     let junk = b"not machine code".to_vec();
-    let mut forged = b"FAMFSRC1".to_vec();
-    forged.extend_from_slice(&<sha2::Sha256 as sha2::Digest>::digest(&junk));
-    forged.extend_from_slice(&junk);
+    let mut forged = junk.clone();
+    forged.extend_from_slice(b"FAMFSRC2");
+    forged.extend_from_slice(&(junk.len() as u64).to_le_bytes());
+    let mut h = <sha2::Sha256 as sha2::Digest>::new();
+    sha2::Digest::update(&mut h, (junk.len() as u64).to_le_bytes());
+    sha2::Digest::update(&mut h, &junk);
+    forged.extend_from_slice(&sha2::Digest::finalize(h));
     std::fs::write(&files[0], &forged).unwrap();
     run_wc(&Runtime::builder().cache_dir(&cache).build().unwrap());
     assert_ne!(std::fs::read(&files[0]).unwrap(), forged, "recompiled and rewritten");
@@ -148,6 +166,105 @@ fn disk_cache_of_compiled_guests() {
     std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let e = Runtime::builder().cache_dir(&open).build().err().expect("refused");
     assert!(e.to_string().contains("writable by group or others"), "{e}");
+}
+
+/// `bytes` with a custom section appended so that the whole is exactly `len` bytes long (a
+/// valid module still, running as before).
+fn padded_to(bytes: &[u8], len: usize) -> Vec<u8> {
+    let leb = |mut n: usize| {
+        let mut v = Vec::new();
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            v.push(if n == 0 { b } else { b | 0x80 });
+            if n == 0 {
+                return v;
+            }
+        }
+    };
+    // Section: id 0, size, name "pad" (length 3), payload. Try payload sizes until it fits.
+    for payload in 0..len {
+        let body = 1 + 3 + payload;
+        let total = bytes.len() + 1 + leb(body).len() + body;
+        if total == len {
+            let mut v = bytes.to_vec();
+            v.push(0);
+            v.extend(leb(body));
+            v.push(3);
+            v.extend_from_slice(b"pad");
+            v.resize(len, 0);
+            return v;
+        }
+    }
+    panic!("cannot pad {} bytes to {len}", bytes.len());
+}
+
+/// A warm load neither reads the module nor compiles it (issue 22): the file's identity gives
+/// its sha256 and the cache its compiled code. A file changed since, even to other bytes of
+/// the same size, is read and hashed again; a file changed too recently to tell is never
+/// remembered; a wrong expected sha256 is refused warm as cold.
+#[test]
+fn warm_loads_read_nothing_but_notice_every_change() {
+    let dir = scratch();
+    let cache = dir.path().join("cache");
+    let (wc, adversary) = (bytes("wc", Flavor::Core), bytes("adversary", Flavor::Core));
+    let len = wc.len().max(adversary.len()) + 64;
+    let (wc, adversary) = (padded_to(&wc, len), padded_to(&adversary, len));
+    let module = dir.path().join("guest.wasm");
+    let usage_of = |rt: &Runtime| {
+        let program = rt.load_file(&module, None, false).unwrap();
+        let out = program.run(rt.engine(), rt.invocation("guest"));
+        let stderr = String::from_utf8(out.stderr.unwrap_or_default()).unwrap();
+        stderr.split_whitespace().nth(1).unwrap_or_default().to_string()
+    };
+    let runtime = || Runtime::builder().cache_dir(&cache).build().unwrap();
+    let stats = |read, compiled, disk, memory| famfs_runtime::LoadStats {
+        modules_read: read,
+        compiled,
+        from_disk_cache: disk,
+        from_memory: memory,
+    };
+
+    // Just written: its identity is racy, so it is read every time and never remembered.
+    std::fs::write(&module, &wc).unwrap();
+    let rt = runtime();
+    assert_eq!(usage_of(&rt), "wc");
+    assert_eq!(rt.load_stats(), stats(1, 1, 0, 0));
+    let rt = runtime();
+    assert_eq!(usage_of(&rt), "wc");
+    assert_eq!(rt.load_stats(), stats(1, 0, 1, 0), "a racy identity is not trusted");
+
+    // Older than the racy window: remembered on the next read, then trusted.
+    std::thread::sleep(famfs_runtime::cache::RACY + Duration::from_millis(100));
+    let rt = runtime();
+    assert_eq!(usage_of(&rt), "wc");
+    assert_eq!(rt.load_stats(), stats(1, 0, 1, 0));
+    let warm = runtime();
+    assert_eq!(usage_of(&warm), "wc");
+    assert_eq!(warm.load_stats(), stats(0, 0, 1, 0), "warm: neither read nor compiled");
+    assert_eq!(usage_of(&warm), "wc");
+    assert_eq!(warm.load_stats(), stats(0, 0, 1, 1), "then from memory");
+    // A wrong expected sha256 is refused without reading, a right one accepted.
+    let sha = famfs_runtime::cache::sha256_hex(&wc);
+    assert!(matches!(
+        warm.load_file(&module, Some(&"0".repeat(64)), false),
+        Err(famfs_runtime::EmbedError::Sha256Mismatch { .. })
+    ));
+    warm.load_file(&module, Some(&sha), false).unwrap();
+    assert_eq!(warm.load_stats().modules_read, 0);
+
+    // Rewritten in place with other bytes of the same size, its modification time set back (as
+    // `touch -d`, rsync or tar do): only the change time moved, which no user can set, so both
+    // the warm runtime (its memory) and a new one (the cache directory) read it again.
+    let mtime = std::fs::metadata(&module).unwrap().modified().unwrap();
+    std::fs::write(&module, &adversary).unwrap();
+    std::fs::File::options().write(true).open(&module).unwrap().set_modified(mtime).unwrap();
+    assert_eq!(std::fs::metadata(&module).unwrap().modified().unwrap(), mtime);
+    assert_eq!(usage_of(&warm), "adversary", "the warm runtime noticed the change");
+    assert_eq!(warm.load_stats().modules_read, 1);
+    let rt = runtime();
+    assert_eq!(usage_of(&rt), "adversary", "a new runtime noticed the change");
+    assert_eq!(rt.load_stats().modules_read, 1);
 }
 
 /// A manifest drives a load and an invocation; a wrong sha256 is refused.

@@ -1,18 +1,23 @@
-//! TPC-H benchmark of the SQL guest (prints a table; not a test). In one run, one thread on
-//! every side, over the same Arrow IPC files:
+//! TPC-H benchmark of the SQL guest (prints a table; not a test): the 22 queries, over the same
+//! tables in Arrow IPC and in Parquet, one thread on every side, in one run:
 //! - guest: `famfs-run --json sql.wasm --timing QUERY` over a famfs image holding the tables
 //!   (the query's own time, measured inside the guest; and the guest's peak linear memory);
 //! - native: the same engine (this crate's library, one partition) over the files memory-mapped
 //!   and decoded in place, in this process;
 //! - DuckDB (the `duckdb` Python package, if installed), `SET threads = 1`, over the same files
-//!   memory-mapped by pyarrow.
+//!   (Arrow memory-mapped by pyarrow; Parquet read by DuckDB's own reader).
+//!
+//! The guest's answer must equal native DataFusion's byte for byte (the benchmark stops if
+//! not), and DuckDB's cell by cell (numbers to 6 significant digits or 4 decimal places; the
+//! table says which cell differs if one does).
 //!
 //! The data is generated here with `tpchgen-arrow` (scale factor `FAMFS_BENCH_SF`, default 1)
 //! into `FAMFS_BENCH_DIR` (default /dev/shm). The guest and the tools come from the host's
 //! release build: `FAMFS_RUN`, `FAMFSCTL` (default `$CARGO_TARGET_DIR/release/...`, with
 //! `CARGO_TARGET_DIR` defaulting to `~/.cache/famfs-run/target`), and `SQL_WASM` (default the
 //! tests' build in `~/.cache/famfs-run/target/sql-target`). `FAMFS_BENCH_RUNS` (default 3) sets the
-//! repetitions; medians are reported.
+//! repetitions; medians are reported. `FAMFS_BENCH_QUERIES=q1,q6` runs some queries only;
+//! `FAMFS_BENCH_FORMATS=arrow` one format only.
 //!
 //! ```sh
 //! bash scripts/bench-sql.sh        # builds what it needs, then runs this
@@ -27,10 +32,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 use tpchgen::generators::{
-    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator, RegionGenerator,
-    SupplierGenerator,
+    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator, PartSuppGenerator,
+    RegionGenerator, SupplierGenerator,
 };
-use tpchgen_arrow::{CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, RegionArrow, SupplierArrow};
+use tpchgen_arrow::{
+    CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow, RegionArrow, SupplierArrow,
+};
 
 include!("tpch_queries.rs");
 
@@ -52,60 +59,90 @@ fn host_tool(name: &str) -> PathBuf {
     p
 }
 
-fn write_table(path: &Path, batches: impl Iterator<Item = RecordBatch>) -> u64 {
+/// The table formats the benchmark writes (the file extension each has).
+const FORMATS: [&str; 2] = ["arrow", "parquet"];
+
+/// Writes `batches` to `path` in `format`; returns the file's size.
+fn write_table(path: &Path, format: &str, batches: impl Iterator<Item = RecordBatch>) -> u64 {
     let mut batches = batches.peekable();
     let schema = batches.peek().expect("rows").schema();
     let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut w = FileWriter::try_new_with_options(file, &schema, IpcWriteOptions::default()).unwrap();
-    for b in batches {
-        w.write(&b).unwrap();
+    if format == "parquet" {
+        // Snappy, pyarrow's default, in row groups of about a million rows.
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .build();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props)).unwrap();
+        for b in batches {
+            w.write(&b).unwrap();
+        }
+        w.close().unwrap();
+    } else {
+        let mut w = FileWriter::try_new_with_options(file, &schema, IpcWriteOptions::default()).unwrap();
+        for b in batches {
+            w.write(&b).unwrap();
+        }
+        w.finish().unwrap();
     }
-    w.finish().unwrap();
     std::fs::metadata(path).unwrap().len()
 }
 
-/// Writes the TPC-H tables the queries use as Arrow IPC files in `dir`; returns their bytes.
-fn generate(dir: &Path, sf: f64) -> u64 {
+/// Writes the eight TPC-H tables as `TABLE.FORMAT` files in `dir`; returns their bytes.
+fn generate(dir: &Path, sf: f64, format: &str) -> u64 {
+    let at = |t: &str| dir.join(format!("{t}.{format}"));
+    let ok = |b: Result<RecordBatch, _>| b.expect("generate");
     let mut total = 0;
     total += write_table(
-        &dir.join("lineitem.arrow"),
-        LineItemArrow::new(LineItemGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(|b| b.expect("generate")),
+        &at("lineitem"),
+        format,
+        LineItemArrow::new(LineItemGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
     );
     total += write_table(
-        &dir.join("orders.arrow"),
-        OrderArrow::new(OrderGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(|b| b.expect("generate")),
+        &at("orders"),
+        format,
+        OrderArrow::new(OrderGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
     );
     total += write_table(
-        &dir.join("customer.arrow"),
-        CustomerArrow::new(CustomerGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(|b| b.expect("generate")),
+        &at("customer"),
+        format,
+        CustomerArrow::new(CustomerGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
     );
     total += write_table(
-        &dir.join("supplier.arrow"),
-        SupplierArrow::new(SupplierGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(|b| b.expect("generate")),
+        &at("supplier"),
+        format,
+        SupplierArrow::new(SupplierGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
     );
     total += write_table(
-        &dir.join("part.arrow"),
-        PartArrow::new(PartGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(|b| b.expect("generate")),
+        &at("part"),
+        format,
+        PartArrow::new(PartGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
     );
     total += write_table(
-        &dir.join("nation.arrow"),
-        NationArrow::new(NationGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(|b| b.expect("generate")),
+        &at("partsupp"),
+        format,
+        PartSuppArrow::new(PartSuppGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
     );
     total += write_table(
-        &dir.join("region.arrow"),
-        RegionArrow::new(RegionGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(|b| b.expect("generate")),
+        &at("nation"),
+        format,
+        NationArrow::new(NationGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
+    );
+    total += write_table(
+        &at("region"),
+        format,
+        RegionArrow::new(RegionGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
     );
     total
 }
 
-const TABLES: [&str; 7] = ["lineitem", "orders", "customer", "supplier", "part", "nation", "region"];
+const TABLES: [&str; 8] = ["lineitem", "orders", "customer", "supplier", "part", "partsupp", "nation", "region"];
 
 /// The native engine: (CSV result, query seconds).
-fn native(dir: &Path, sql: &str, rt: &tokio::runtime::Runtime) -> (String, f64) {
+fn native(dir: &Path, format: &str, sql: &str, rt: &tokio::runtime::Runtime) -> (String, f64) {
     rt.block_on(async {
         let ctx = new_session(SessionOptions::default()).unwrap();
         let tables: Vec<(String, String)> =
-            TABLES.iter().map(|t| (t.to_string(), dir.join(format!("{t}.arrow")).display().to_string())).collect();
+            TABLES.iter().map(|t| (t.to_string(), dir.join(format!("{t}.{format}")).display().to_string())).collect();
         famfs_sql::native::register_tables(&ctx, &tables).await.unwrap();
         let mut out = Vec::new();
         let t = Instant::now();
@@ -115,13 +152,20 @@ fn native(dir: &Path, sql: &str, rt: &tokio::runtime::Runtime) -> (String, f64) 
 }
 
 /// The guest through famfs-run: (CSV result, query seconds inside the guest, peak memory).
-fn guest(famfs_run: &Path, img: &Path, sql_wasm: &Path, cache_dir: &Path, sql: &str) -> (String, f64, u64) {
+fn guest(
+    famfs_run: &Path,
+    img: &Path,
+    dataset: &str,
+    sql_wasm: &Path,
+    cache_dir: &Path,
+    sql: &str,
+) -> (String, f64, u64) {
     let o = Command::new(famfs_run)
         .args(["--json", "--max-memory", "4G", "--cache-dir"])
         .arg(cache_dir)
         .arg("-d")
         .arg(img)
-        .args(["--dataset", "tpch"])
+        .args(["--dataset", dataset])
         .arg(sql_wasm)
         .args(["--timing", sql])
         .output()
@@ -142,9 +186,80 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// One CSV text's rows (after the header), its fields unquoted (DataFusion quotes fields
+/// holding commas, quotes or line breaks, and doubles quotes inside them).
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut field) = (Vec::new(), Vec::new(), String::new());
+    let (mut quoted, mut chars) = (false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => row.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows.into_iter().skip(1).collect()
+}
+
+/// Whether two cells are the same value: equal text, or numbers equal to 6 significant digits
+/// or 4 decimal places (engines differ in decimal scales and float summation order).
+fn same_cell(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
+        (Ok(x), Ok(y)) => (x - y).abs() <= (1e-6 * x.abs().max(y.abs())).max(1e-4),
+        _ => false,
+    }
+}
+
+/// "yes", or where `ours` (CSV) and DuckDB's rows first differ.
+fn compare_with_duckdb(ours: &str, duck: &serde_json::Value) -> String {
+    let Some(theirs) = duck.as_array() else {
+        return "-".into();
+    };
+    let ours = csv_rows(ours);
+    if ours.len() != theirs.len() {
+        return format!("NO: {} rows vs {}", ours.len(), theirs.len());
+    }
+    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        let b: Vec<&str> =
+            b.as_array().map(|v| v.iter().map(|c| c.as_str().unwrap_or("")).collect()).unwrap_or_default();
+        if a.len() != b.len() {
+            return format!("NO: row {i} has {} columns vs {}", a.len(), b.len());
+        }
+        if let Some(j) = (0..a.len()).find(|&j| !same_cell(&a[j], b[j])) {
+            return format!("NO: row {i} column {j}: {} vs {}", a[j], b[j]);
+        }
+    }
+    "yes".into()
+}
+
 fn main() {
     let sf: f64 = std::env::var("FAMFS_BENCH_SF").map_or(1.0, |s| s.parse().expect("FAMFS_BENCH_SF"));
     let runs: usize = std::env::var("FAMFS_BENCH_RUNS").map_or(3, |s| s.parse().expect("FAMFS_BENCH_RUNS"));
+    let only = |var: &str, all: &[&'static str]| -> Vec<&'static str> {
+        match std::env::var(var) {
+            Ok(v) => all.iter().copied().filter(|x| v.split(',').any(|w| w.trim() == *x)).collect(),
+            Err(_) => all.to_vec(),
+        }
+    };
+    let names: Vec<&str> = QUERIES.iter().map(|(n, _)| *n).collect();
+    let chosen = only("FAMFS_BENCH_QUERIES", &names);
+    let queries: Vec<(&str, &str)> = QUERIES.iter().copied().filter(|(n, _)| chosen.contains(n)).collect();
+    let formats = only("FAMFS_BENCH_FORMATS", &FORMATS);
     let base = env_path("FAMFS_BENCH_DIR", || {
         if Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() }
     });
@@ -155,16 +270,20 @@ fn main() {
     assert!(sql_wasm.exists(), "{} is missing: build the SQL guest (guests/sql/README.md)", sql_wasm.display());
 
     let data = work.join("tpch");
-    std::fs::create_dir_all(&data).unwrap();
-    let t = Instant::now();
-    let bytes = generate(&data, sf);
-    eprintln!(
-        "generated TPC-H SF {sf}: {:.0} MiB of Arrow files in {:.1} s",
-        bytes as f64 / (1 << 20) as f64,
-        t.elapsed().as_secs_f64()
-    );
+    let mut bytes = Vec::new();
+    for format in &formats {
+        let dir = data.join(format);
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = Instant::now();
+        bytes.push(generate(&dir, sf, format));
+        eprintln!(
+            "generated TPC-H SF {sf}: {:.0} MiB of {format} files in {:.1} s",
+            *bytes.last().unwrap() as f64 / (1 << 20) as f64,
+            t.elapsed().as_secs_f64()
+        );
+    }
     let img = work.join("tpch.img");
-    let img_size = (bytes + (256 << 20)).next_multiple_of(2 << 20);
+    let img_size = (bytes.iter().sum::<u64>() + (256 << 20)).next_multiple_of(2 << 20);
     let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
     ok(Command::new(&famfsctl)
         .arg("-d")
@@ -181,53 +300,67 @@ fn main() {
     let cache_dir = work.join("cache");
     std::fs::create_dir_all(&cache_dir).unwrap();
     // Compile the guest once into the cache; the timed runs load it from there.
-    guest(&famfs_run, &img, &sql_wasm, &cache_dir, "select 1");
+    guest(&famfs_run, &img, "tpch", &sql_wasm, &cache_dir, "select 1");
 
-    let queries = work.join("queries.json");
-    std::fs::write(&queries, serde_json::to_string(&QUERIES).unwrap()).unwrap();
-    let duck_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/tpch_duckdb.py");
-    let duck = Command::new("python3").arg(duck_script).arg(&data).arg(&queries).arg(runs.to_string()).output();
-    let duck: serde_json::Value = match duck {
-        Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).unwrap(),
-        Ok(o) => serde_json::json!({"error": String::from_utf8_lossy(&o.stderr)}),
-        Err(e) => serde_json::json!({"error": e.to_string()}),
-    };
-
+    let queries_file = work.join("queries.json");
+    std::fs::write(&queries_file, serde_json::to_string(&queries).unwrap()).unwrap();
     let rt = famfs_sql::query::runtime().unwrap();
-    let largest_window =
-        TABLES.iter().map(|t| std::fs::metadata(data.join(format!("{t}.arrow"))).unwrap().len()).max().unwrap();
-    println!("TPC-H SF {sf}, {} MiB of Arrow files; one thread everywhere; medians of {runs}", bytes >> 20);
-    println!();
-    println!(
-        "| query | guest (s) | native DataFusion (s) | guest / native | DuckDB (s) | guest / DuckDB | guest peak memory (MiB) |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (name, sql) in QUERIES {
-        let mut g = Vec::new();
-        let mut n = Vec::new();
-        let (mut gout, mut nout, mut peak) = (String::new(), String::new(), 0);
-        // Alternate, so that both see the same machine.
-        for _ in 0..runs {
-            let (out, s, p) = guest(&famfs_run, &img, &sql_wasm, &cache_dir, sql);
-            g.push(s);
-            gout = out;
-            peak = peak.max(p);
-            let (out, s) = native(&data, sql, &rt);
-            n.push(s);
-            nout = out;
-        }
-        assert_eq!(gout, nout, "{name}: the guest and native DataFusion disagree");
-        let (g, n) = (median(g), median(n));
-        let (d, dr) = match duck[name]["seconds"].as_f64() {
-            Some(d) => (format!("{d:.3}"), format!("{:.2}x", g / d)),
-            None => ("-".into(), "-".into()),
+    println!("TPC-H SF {sf}; one thread everywhere; medians of {runs}");
+    for (format, bytes) in formats.iter().zip(&bytes) {
+        let dir = data.join(format);
+        let duck_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/tpch_duckdb.py");
+        let duck = Command::new("python3")
+            .arg(duck_script)
+            .arg(&dir)
+            .arg(format)
+            .arg(&queries_file)
+            .arg(runs.to_string())
+            .output();
+        let duck: serde_json::Value = match duck {
+            Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).unwrap(),
+            Ok(o) => serde_json::json!({"error": String::from_utf8_lossy(&o.stderr)}),
+            Err(e) => serde_json::json!({"error": e.to_string()}),
         };
-        println!("| {name} | {g:.3} | {n:.3} | {:.2}x | {d} | {dr} | {} |", g / n, peak >> 20);
+        let dataset = format!("tpch/{format}");
+        println!();
+        println!("{format}: {} MiB of files", bytes >> 20);
+        println!();
+        println!(
+            "| query | guest (s) | native DataFusion (s) | guest / native | DuckDB (s) | guest / DuckDB | guest peak memory (MiB) | same answer as DuckDB |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---|");
+        for (name, sql) in &queries {
+            let mut g = Vec::new();
+            let mut n = Vec::new();
+            let (mut gout, mut nout, mut peak) = (String::new(), String::new(), 0);
+            // Alternate, so that both see the same machine.
+            for _ in 0..runs {
+                let (out, s, p) = guest(&famfs_run, &img, &dataset, &sql_wasm, &cache_dir, sql);
+                g.push(s);
+                gout = out;
+                peak = peak.max(p);
+                let (out, s) = native(&dir, format, sql, &rt);
+                n.push(s);
+                nout = out;
+            }
+            assert_eq!(gout, nout, "{name} ({format}): the guest and native DataFusion disagree");
+            let (g, n) = (median(g), median(n));
+            let (d, dr) = match duck[name]["seconds"].as_f64() {
+                Some(d) => (format!("{d:.3}"), format!("{:.2}x", g / d)),
+                None => ("-".into(), "-".into()),
+            };
+            let same = compare_with_duckdb(&gout, &duck[name]["rows"]);
+            println!("| {name} | {g:.3} | {n:.3} | {:.2}x | {d} | {dr} | {} | {same} |", g / n, peak >> 20);
+        }
+        if let Some(e) = duck["error"].as_str() {
+            println!("\nDuckDB not measured: {e}");
+        }
     }
-    if let Some(e) = duck["error"].as_str() {
-        println!("\nDuckDB not measured: {e}");
-    }
-    println!("\nlargest table file (the whole file is one window up to 1 GiB): {} MiB", largest_window >> 20);
+    let largest = TABLES
+        .iter()
+        .map(|t| std::fs::metadata(data.join(formats[0]).join(format!("{t}.{}", formats[0]))).unwrap().len())
+        .max();
+    println!("\nlargest {} file: {} MiB", formats[0], largest.unwrap_or(0) >> 20);
     std::fs::remove_dir_all(&work).ok();
 }
 

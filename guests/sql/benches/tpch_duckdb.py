@@ -1,15 +1,26 @@
-"""DuckDB's side of the TPC-H benchmark (benches/tpch.rs): the same Arrow files, memory-mapped
-by pyarrow and scanned by DuckDB in one thread.
+"""DuckDB's side of the TPC-H benchmark (benches/tpch.rs): the same files, scanned by DuckDB in
+one thread. Arrow files are memory-mapped by pyarrow and registered; Parquet files are read by
+DuckDB's own reader (views over read_parquet).
 
-  python3 tpch_duckdb.py DIR QUERIES.json RUNS
-      DIR holds TABLE.arrow files; QUERIES.json is [[name, sql], ...]. Prints JSON
-      {name: {"seconds": median, "rows": n}}, or {"error": why} if duckdb is not installed.
+  python3 tpch_duckdb.py DIR FORMAT QUERIES.json RUNS
+      DIR holds TABLE.FORMAT files (FORMAT: arrow or parquet); QUERIES.json is [[name, sql], ...].
+      Prints JSON {name: {"seconds": median, "rows": [[cell as text, ...], ...]}}, or
+      {"error": why} if duckdb is not installed.
 """
 
 import json
 import statistics
 import sys
 import time
+
+TABLES = ["lineitem", "orders", "customer", "supplier", "part", "partsupp", "nation", "region"]
+
+
+def text(value):
+    """A cell as DataFusion's CSV writes it: dates ISO, no value empty."""
+    if value is None:
+        return ""
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def main():
@@ -19,21 +30,25 @@ def main():
     except ImportError as e:
         print(json.dumps({"error": f"{e} (python3 -m pip install duckdb pyarrow)"}))
         return
-    d, queries, runs = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3])
+    d, fmt, queries, runs = sys.argv[1], sys.argv[2], json.load(open(sys.argv[3])), int(sys.argv[4])
     con = duckdb.connect()
     con.execute("SET threads = 1")
     tables = {}
-    for name in ["lineitem", "orders", "customer", "supplier", "nation", "region", "part"]:
-        tables[name] = feather.read_table(f"{d}/{name}.arrow", memory_map=True)
-        con.register(name, tables[name])
+    for name in TABLES:
+        path = f"{d}/{name}.{fmt}"
+        if fmt == "parquet":
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
+        else:
+            tables[name] = feather.read_table(path, memory_map=True)
+            con.register(name, tables[name])
     out = {}
     for name, sql in queries:
-        times, rows = [], 0
+        times, rows = [], []
         for _ in range(runs):
             t = time.perf_counter()
-            rows = len(con.execute(sql).fetchall())
+            rows = con.execute(sql).fetchall()
             times.append(time.perf_counter() - t)
-        out[name] = {"seconds": statistics.median(times), "rows": rows}
+        out[name] = {"seconds": statistics.median(times), "rows": [[text(c) for c in r] for r in rows]}
     print(json.dumps(out))
 
 
