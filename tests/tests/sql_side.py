@@ -53,7 +53,12 @@ def table(rows):
 def make(out, rows, chunk):
     t = table(rows)
     feather.write_feather(t, f"{out}/readings.arrow", compression="uncompressed", chunksize=chunk)
+    # Compressed Arrow files, as pyarrow writes by default (LZ4) or when asked (ZSTD).
+    for codec in ["lz4", "zstd"]:
+        feather.write_feather(t, f"{out}/readings_arrow_{codec}.arrow", compression=codec, chunksize=chunk)
     plain = t.cast(pa.schema([f.with_type(pa.string()) if f.name in ("site", "note") else f for f in t.schema]))
+    # Without dictionaries, a compressed file is refused only at its first record batch.
+    feather.write_feather(plain, f"{out}/readings_plain_lz4.arrow", compression="lz4", chunksize=chunk)
     for codec in CODECS:
         pq.write_table(plain, f"{out}/readings_{codec}.parquet", compression=codec, row_group_size=chunk)
     pacsv.write_csv(plain, f"{out}/readings.csv")

@@ -136,7 +136,7 @@ fn detect(dataset: &Dataset) -> Option<FileFormat> {
 async fn register(ctx: &SessionContext, files: &mut InPlaceFiles, t: &TableInfo, window: Option<u64>) -> Result<()> {
     match t.format {
         FileFormat::Arrow => {
-            let source = ArrowSource::open(&t.path, window)?;
+            let source = ArrowSource::open(&t.name, &t.path, window)?;
             ctx.register_table(t.name.as_str(), Arc::new(SourceTable::new(Arc::new(source))))?;
             Ok(())
         }
@@ -165,37 +165,61 @@ async fn register(ctx: &SessionContext, files: &mut InPlaceFiles, t: &TableInfo,
     }
 }
 
-/// An Arrow IPC file read with the SDK, zero-copy.
+/// An Arrow IPC file read with the SDK, zero-copy; or, when its buffers are compressed (LZ4 or
+/// ZSTD, which cannot be read in place), mapped whole and decoded batch by batch into guest
+/// memory by DataFusion's arrow-rs ([`crate::ipc::IpcSource`]). Every error names the table
+/// and the file.
 #[derive(Debug)]
 pub struct ArrowSource {
+    table: String,
     path: String,
     schema: SchemaRef,
     window: Option<u64>,
+    /// The file mapped whole for decoding, when its dictionaries are compressed (the SDK
+    /// refuses such a file as it opens it, so it is known at registration).
+    decoded: Option<crate::ipc::IpcSource>,
 }
 
 impl ArrowSource {
-    /// Reads the file's footer (to learn its schema); scans read it in windows of `window`
-    /// bytes, or the SDK's default windows.
-    pub fn open(path: &str, window: Option<u64>) -> Result<ArrowSource> {
-        let file = ArrowFile::open(path).map_err(external)?;
-        Ok(ArrowSource { path: path.to_string(), schema: bridge::schema(file.schema())?, window })
+    /// Reads the footer of `path` (to learn its schema), as table `table`; scans read it in
+    /// windows of `window` bytes, or the SDK's default windows. A file whose dictionaries are
+    /// compressed is mapped whole now, to be decoded by its scans. (Its errors are named by
+    /// [`register_tables`], which says whether the table is skipped.)
+    pub fn open(table: &str, path: &str, window: Option<u64>) -> Result<ArrowSource> {
+        let (schema, decoded) = match ArrowFile::open(path) {
+            Ok(file) => (bridge::schema(file.schema())?, None),
+            // The SDK validated the footer before it met a compressed dictionary batch.
+            Err(ArrowError::Compressed { .. }) => {
+                let source = map_for_decoding(path)?;
+                (source.schema(), Some(source))
+            }
+            Err(e) => return Err(external(e)),
+        };
+        Ok(ArrowSource { table: table.to_string(), path: path.to_string(), schema, window, decoded })
     }
-}
 
-impl BatchSource for ArrowSource {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
+    /// `e`, saying which table and file it concerns.
+    fn error(&self, e: DataFusionError) -> DataFusionError {
+        e.context(format!("table {} ({})", self.table, self.path))
     }
 
-    fn scan(&self, projection: Option<&[usize]>) -> Result<Batches> {
+    /// The error for a file whose schema is not the one the table was registered with.
+    fn changed(&self) -> DataFusionError {
+        DataFusionError::Execution(format!(
+            "{} changed while the query was planned (its schema is not the same): run it again",
+            self.path
+        ))
+    }
+
+    fn scan_in_place(&self, projection: Option<&[usize]>) -> Result<Batches> {
+        if let Some(decoded) = &self.decoded {
+            return decoded.scan(projection);
+        }
         let mut file = ArrowFile::open(&self.path).map_err(external)?;
         // The bridge imports each column as the table's type: a file rewritten since the table
         // was registered must not be read as the old one.
         if bridge::schema(file.schema())? != self.schema {
-            return Err(DataFusionError::Execution(format!(
-                "{} changed while the query was planned (its schema is not the same): run it again",
-                self.path
-            )));
+            return Err(self.changed());
         }
         let schema = match projection {
             Some(p) => {
@@ -204,11 +228,50 @@ impl BatchSource for ArrowSource {
             }
             None => Arc::clone(&self.schema),
         };
-        let batches = match self.window {
+        let mut batches = match self.window {
             Some(w) => file.into_batches_in(w),
             None => file.into_batches(),
         };
-        Ok(Box::new(batches.map(move |b| bridge::batch(&b.map_err(external)?, &schema))))
+        // A compressed file is refused at its first batch: decode it instead. (One compressed
+        // after uncompressed ones stays an error: the batches before it were already used.)
+        let first = batches.next();
+        if let Some(Err(ArrowError::Compressed { .. })) = first {
+            let source = map_for_decoding(&self.path)?;
+            if source.schema() != self.schema {
+                return Err(self.changed());
+            }
+            return source.scan(projection);
+        }
+        Ok(Box::new(first.into_iter().chain(batches).map(move |b| bridge::batch(&b.map_err(external)?, &schema))))
+    }
+}
+
+/// The Arrow IPC file `path`, whose buffers are compressed, mapped whole to be decoded batch
+/// by batch into guest memory.
+fn map_for_decoding(path: &str) -> Result<crate::ipc::IpcSource> {
+    let dataset = Arc::new(Dataset::open(path).map_err(external)?);
+    let mapped = map_whole(&dataset).map_err(|e| match e {
+        ArrowError::Dataset(famfs_guest::Error::NoAddressSpace | famfs_guest::Error::MemoryGrow { .. }) => {
+            DataFusionError::Execution(format!(
+                "its buffers are compressed, so the {}-byte file is mapped whole to be decoded, and it does \
+                 not fit ({e}): write it uncompressed (read in place, in windows) or raise --max-memory",
+                dataset.len()
+            ))
+        }
+        other => external(other),
+    })?;
+    crate::ipc::IpcSource::new(Bytes::from_owner(mapped))
+}
+
+impl BatchSource for ArrowSource {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn scan(&self, projection: Option<&[usize]>) -> Result<Batches> {
+        let batches = self.scan_in_place(projection).map_err(|e| self.error(e))?;
+        let context = format!("table {} ({})", self.table, self.path);
+        Ok(Box::new(batches.map(move |b| b.map_err(|e| e.context(context.clone())))))
     }
 }
 

@@ -5,9 +5,10 @@
 //! current-thread executor, a memory pool sized from the guest's memory limit, no temporary
 //! files. Tables come from files:
 //!
-//! - **Arrow IPC** (Feather v2, uncompressed) files are streamed batch by batch from a
+//! - **Arrow IPC** (Feather v2) files are streamed batch by batch from a
 //!   [`table::BatchSource`]: in the guest, the SDK's `ArrowFile` windows, whose record batches
-//!   are the mapped pages themselves; only the columns a query uses are decoded.
+//!   are the mapped pages themselves; only the columns a query uses are decoded. Files with
+//!   LZ4- or ZSTD-compressed buffers are decoded into new memory instead ([`ipc`]).
 //! - **Parquet** and **CSV** files are handed to DataFusion's own readers as `Bytes` that are the
 //!   mapped file ([`files`]): DataFusion reads them in place, through an in-memory object store
 //!   that holds the mapping, not a copy.
@@ -20,6 +21,7 @@
 
 pub mod args;
 pub mod files;
+pub mod ipc;
 pub mod output;
 pub mod query;
 pub mod session;
