@@ -3,7 +3,8 @@
 //! Its answers are checked against the same engine on the host (`sql-native`, over the same
 //! files memory-mapped: the outputs must be identical) and against pandas (`sql_side.py`: equal
 //! to 6 decimal places), on tables pyarrow writes: Arrow IPC with several record batches, a
-//! dictionary and a string_view column, Parquet with several row groups in every codec, CSV.
+//! dictionary and a string_view column, Parquet with several row groups in every codec, CSV,
+//! and a table of decimals, zoned timestamps, view and dictionary types.
 
 use famfs_run_tests::harness::{Run, Spec, catalog_device};
 use famfs_run_tests::{Flavor, ImageFile, image_with, sql_native};
@@ -232,6 +233,46 @@ fn string_view_buffers_are_realigned_and_counted() {
     let r = guest(&["SELECT count(DISTINCT sensor) FROM readings"]);
     assert_eq!(r.ok(), "count(DISTINCT readings.sensor)\n42\n");
     assert!(!r.stderr.contains("copied"), "{}", r.stderr);
+}
+
+#[test]
+fn decimals_zoned_timestamps_views_and_dictionaries_read_as_native_does() {
+    // typed.arrow (sql_side.py `typed`): row i has amount i*13/100 (NULL when 7 divides i), big
+    // i*10^20, at 2025-03-30 00:30 UTC + 37i minutes (shown in Europe/Paris), blob i%40 bytes
+    // of value i%256. Issue 22: the types pyarrow and polars write, in place and compressed.
+    let queries = [
+        "SELECT count(*) AS n, count(amount) AS amounts, sum(amount) AS total, sum(big) AS big_total, \
+         min(at) AS first, max(at) AS last, count(DISTINCT blob) AS blobs, count(DISTINCT label) AS labels, \
+         count(DISTINCT wide) AS wides FROM {t}",
+        "SELECT kind8, kind, count(*) AS n, sum(amount) AS s, avg(amount) AS mean FROM {t} \
+         WHERE at >= TIMESTAMP '2025-03-30T03:00:00+02:00' GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT date_trunc('day', at) AS day, count(*) AS n, max(label) AS label FROM {t} GROUP BY 1 ORDER BY 1 LIMIT 3",
+        "SELECT id, blob, wide FROM {t} WHERE blob = X'0505050505' ORDER BY id",
+        "DESCRIBE {t}",
+    ];
+    for t in ["typed", "typed_zstd"] {
+        for q in queries {
+            let sql = q.replace("{t}", t);
+            let (code, want, err) = native(&[&sql]);
+            assert_eq!(code, 0, "{sql}: {err}");
+            assert_eq!(guest(&[&sql]).ok(), want, "{sql}");
+        }
+    }
+    // 857 of 1,000 amounts; 13/100 * (499,500 - 71,071) = 55,695.77; 499,500 * 10^20; the
+    // first time is 01:30 in Paris (still winter time), the last 999*37 min later, in summer
+    // time; blob lengths 0..39 with 256 values give 976 distinct blobs (every empty one equal).
+    let r = guest(&[&queries[0].replace("{t}", "typed")]);
+    assert_eq!(
+        r.ok().lines().nth(1),
+        Some(
+            "1000,857,55695.77,49950000000000000000000000.00,2025-03-30T01:30:00+01:00,\
+             2025-04-24T18:33:00+02:00,976,9,5"
+        ),
+        "{}",
+        r.stdout
+    );
+    let r = guest(&[&queries[3].replace("{t}", "typed")]);
+    assert_eq!(r.ok(), "id,blob,wide\n5,0505050505,L0\n");
 }
 
 #[test]

@@ -3,7 +3,8 @@
   make DIR ROWS CHUNK     write the test tables into DIR: readings.arrow (Feather v2,
                           uncompressed, CHUNK rows per record batch), readings_CODEC.parquet
                           (the same rows, row groups of CHUNK rows, one file per codec),
-                          readings.csv, and sites.csv
+                          readings.csv, sites.csv, and typed.arrow (and typed_zstd.arrow):
+                          1,000 rows of decimals, zoned timestamps, view and dictionary types
   answer NAME DIR         pandas' answer to the test query NAME over DIR's tables, as CSV
                           (header, then rows; floats rounded to 6 places; nulls empty)
 
@@ -13,6 +14,8 @@ integers and floats with nulls, dates, and a string_view column (which pyarrow w
 """
 
 import csv
+import datetime
+import decimal
 import io
 import sys
 
@@ -50,6 +53,28 @@ def table(rows):
     )
 
 
+def typed(rows):
+    """The types issue 22 asked for, each a column: decimal128 (with nulls) and decimal256,
+    timestamps with a time zone (crossing Paris's switch to summer time), binary_view,
+    string_view, dictionaries with int32 and int8 keys, large_string. Row i's values follow
+    from i, so the tests can compute the answers."""
+    start = datetime.datetime(2025, 3, 30, 0, 30, tzinfo=datetime.timezone.utc)
+    ids = range(rows)
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.int64()),
+            "amount": pa.array([None if i % 7 == 0 else decimal.Decimal(i * 13) / 100 for i in ids], pa.decimal128(12, 2)),
+            "big": pa.array([decimal.Decimal(i) * decimal.Decimal("1e20") for i in ids], pa.decimal256(40, 2)),
+            "at": pa.array([start + datetime.timedelta(minutes=37 * i) for i in ids], pa.timestamp("us", tz="Europe/Paris")),
+            "blob": pa.array([bytes([i % 256]) * (i % 40) for i in ids], pa.binary_view()),
+            "label": pa.array([f"l{i % 9}" for i in ids], pa.string_view()),
+            "kind": pa.array([["a", "b", "c"][i % 3] for i in ids]).dictionary_encode(),
+            "kind8": pa.DictionaryArray.from_arrays(pa.array([i % 3 for i in ids], pa.int8()), pa.array(["x", "y", "z"])),
+            "wide": pa.array([f"L{i % 5}" for i in ids], pa.large_string()),
+        }
+    )
+
+
 def make(out, rows, chunk):
     t = table(rows)
     feather.write_feather(t, f"{out}/readings.arrow", compression="uncompressed", chunksize=chunk)
@@ -70,6 +95,9 @@ def make(out, rows, chunk):
         }
     )
     pacsv.write_csv(sites, f"{out}/sites.csv")
+    types = typed(1000)
+    feather.write_feather(types, f"{out}/typed.arrow", compression="uncompressed", chunksize=300)
+    feather.write_feather(types, f"{out}/typed_zstd.arrow", compression="zstd", chunksize=300)
 
 
 def frame(d):
