@@ -16,8 +16,8 @@
 //! release build: `FAMFS_RUN`, `FAMFSCTL` (default `$CARGO_TARGET_DIR/release/...`, with
 //! `CARGO_TARGET_DIR` defaulting to `~/.cache/famfs-run/target`), and `SQL_WASM` (default the
 //! tests' build in `~/.cache/famfs-run/target/sql-target`). `FAMFS_BENCH_RUNS` (default 3) sets the
-//! repetitions; medians are reported. `FAMFS_BENCH_QUERIES=q1,q6` runs some queries only;
-//! `FAMFS_BENCH_FORMATS=arrow` one format only.
+//! repetitions; medians are reported. `FAMFS_BENCH_QUERIES=q1,q6` runs some queries only (and
+//! writes only the tables they read); `FAMFS_BENCH_FORMATS=arrow` one format only.
 //!
 //! ```sh
 //! bash scripts/bench-sql.sh        # builds what it needs, then runs this
@@ -87,55 +87,80 @@ fn write_table(path: &Path, format: &str, batches: impl Iterator<Item = RecordBa
     std::fs::metadata(path).unwrap().len()
 }
 
-/// Writes the eight TPC-H tables as `TABLE.FORMAT` files in `dir`; returns their bytes.
-fn generate(dir: &Path, sf: f64, format: &str) -> u64 {
+/// Writes the TPC-H tables among `tables` as `TABLE.FORMAT` files in `dir`; returns their bytes.
+fn generate(dir: &Path, sf: f64, format: &str, tables: &[&str]) -> u64 {
     let at = |t: &str| dir.join(format!("{t}.{format}"));
     let ok = |b: Result<RecordBatch, _>| b.expect("generate");
     let mut total = 0;
-    total += write_table(
-        &at("lineitem"),
-        format,
-        LineItemArrow::new(LineItemGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-    );
-    total += write_table(
-        &at("orders"),
-        format,
-        OrderArrow::new(OrderGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-    );
-    total += write_table(
-        &at("customer"),
-        format,
-        CustomerArrow::new(CustomerGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-    );
-    total += write_table(
-        &at("supplier"),
-        format,
-        SupplierArrow::new(SupplierGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-    );
-    total += write_table(
-        &at("part"),
-        format,
-        PartArrow::new(PartGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-    );
-    total += write_table(
-        &at("partsupp"),
-        format,
-        PartSuppArrow::new(PartSuppGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-    );
-    total += write_table(
-        &at("nation"),
-        format,
-        NationArrow::new(NationGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-    );
-    total += write_table(
-        &at("region"),
-        format,
-        RegionArrow::new(RegionGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-    );
+    if tables.contains(&"lineitem") {
+        total += write_table(
+            &at("lineitem"),
+            format,
+            LineItemArrow::new(LineItemGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
+        );
+    }
+    if tables.contains(&"orders") {
+        total += write_table(
+            &at("orders"),
+            format,
+            OrderArrow::new(OrderGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
+        );
+    }
+    if tables.contains(&"customer") {
+        total += write_table(
+            &at("customer"),
+            format,
+            CustomerArrow::new(CustomerGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
+        );
+    }
+    if tables.contains(&"supplier") {
+        total += write_table(
+            &at("supplier"),
+            format,
+            SupplierArrow::new(SupplierGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
+        );
+    }
+    if tables.contains(&"part") {
+        total += write_table(
+            &at("part"),
+            format,
+            PartArrow::new(PartGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
+        );
+    }
+    if tables.contains(&"partsupp") {
+        total += write_table(
+            &at("partsupp"),
+            format,
+            PartSuppArrow::new(PartSuppGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
+        );
+    }
+    if tables.contains(&"nation") {
+        total += write_table(
+            &at("nation"),
+            format,
+            NationArrow::new(NationGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
+        );
+    }
+    if tables.contains(&"region") {
+        total += write_table(
+            &at("region"),
+            format,
+            RegionArrow::new(RegionGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
+        );
+    }
     total
 }
 
 const TABLES: [&str; 8] = ["lineitem", "orders", "customer", "supplier", "part", "partsupp", "nation", "region"];
+
+/// The tables some query of `queries` reads (a name among its words): only those are written,
+/// so `FAMFS_BENCH_QUERIES=q1,q6` at a large scale factor writes `lineitem` alone.
+fn tables_read(queries: &[(&str, &str)]) -> Vec<&'static str> {
+    let reads = |sql: &str, table: &str| {
+        sql.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|w| w.eq_ignore_ascii_case(table))
+    };
+    TABLES.iter().copied().filter(|t| queries.iter().any(|(_, sql)| reads(sql, t))).collect()
+}
 
 /// The native engine: (CSV result, query seconds), or the error.
 ///
@@ -143,12 +168,18 @@ const TABLES: [&str; 8] = ["lineitem", "orders", "customer", "supplier", "part",
 /// DataFusion counts each one at the size of the whole mapping (arrow-rs's `capacity` of a
 /// foreign buffer), so a pool would refuse joins that hold a few batches of a large file. The
 /// guest's batches come through the C data interface and are counted at their own size.
-fn native(dir: &Path, format: &str, sql: &str, rt: &tokio::runtime::Runtime) -> Result<(String, f64), String> {
+fn native(
+    dir: &Path,
+    format: &str,
+    tables: &[&str],
+    sql: &str,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(String, f64), String> {
     rt.block_on(async {
         let options = SessionOptions { memory_pool: usize::MAX, ..SessionOptions::default() };
         let ctx = new_session(options).map_err(|e| e.to_string())?;
         let tables: Vec<(String, String)> =
-            TABLES.iter().map(|t| (t.to_string(), dir.join(format!("{t}.{format}")).display().to_string())).collect();
+            tables.iter().map(|t| (t.to_string(), dir.join(format!("{t}.{format}")).display().to_string())).collect();
         famfs_sql::native::register_tables(&ctx, &tables).await.map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         let t = Instant::now();
@@ -270,6 +301,7 @@ fn main() {
     let chosen = only("FAMFS_BENCH_QUERIES", &names);
     let queries: Vec<(&str, &str)> = QUERIES.iter().copied().filter(|(n, _)| chosen.contains(n)).collect();
     let formats = only("FAMFS_BENCH_FORMATS", &FORMATS);
+    let tables = tables_read(&queries);
     let base = env_path("FAMFS_BENCH_DIR", || {
         if Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() }
     });
@@ -285,7 +317,7 @@ fn main() {
         let dir = data.join(format);
         std::fs::create_dir_all(&dir).unwrap();
         let t = Instant::now();
-        bytes.push(generate(&dir, sf, format));
+        bytes.push(generate(&dir, sf, format, &tables));
         eprintln!(
             "generated TPC-H SF {sf}: {:.0} MiB of {format} files in {:.1} s",
             *bytes.last().unwrap() as f64 / (1 << 20) as f64,
@@ -350,7 +382,7 @@ fn main() {
                     peak = peak.max(p);
                     out
                 });
-                nout = native(&dir, format, sql, &rt).map(|(out, s)| {
+                nout = native(&dir, format, &tables, sql, &rt).map(|(out, s)| {
                     n.push(s);
                     out
                 });
@@ -379,7 +411,7 @@ fn main() {
             println!("\nDuckDB not measured: {e}");
         }
     }
-    let largest = TABLES
+    let largest = tables
         .iter()
         .map(|t| std::fs::metadata(data.join(formats[0]).join(format!("{t}.{}", formats[0]))).unwrap().len())
         .max();
