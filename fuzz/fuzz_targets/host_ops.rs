@@ -87,16 +87,28 @@ fn file_index(name: &str) -> Option<usize> {
 }
 
 /// The image and the mount, made once per process, and a catalog over each with nothing
-/// granted (opening the image replays its log: once, not per input).
+/// granted (opening the image replays its log: once, not per input). It lives in a `static`,
+/// which is never dropped: its directory outlives the process, and the next process removes it
+/// ([`remove_stale_fixtures`]).
 struct Fixture {
     _dir: PathBuf,
     image: Catalog,
     mount: Catalog,
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self._dir);
+/// The prefix of a fixture's directory; the process's id follows it.
+pub const FIXTURE_PREFIX: &str = "famfs-host-fuzz-";
+
+/// Removes from `base` the fixture directories of processes that no longer run (every fuzzing
+/// process and every run of the corpus test leaves its own; /dev/shm is memory).
+pub fn remove_stale_fixtures(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(FIXTURE_PREFIX)) else { continue };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -104,7 +116,8 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
-        let dir = base.join(format!("famfs-host-fuzz-{}", std::process::id()));
+        remove_stale_fixtures(&base);
+        let dir = base.join(format!("{FIXTURE_PREFIX}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let image = dir.join("fs.img");
