@@ -89,66 +89,26 @@ fn write_table(path: &Path, format: &str, batches: impl Iterator<Item = RecordBa
 
 /// Writes the TPC-H tables among `tables` as `TABLE.FORMAT` files in `dir`; returns their bytes.
 fn generate(dir: &Path, sf: f64, format: &str, tables: &[&str]) -> u64 {
-    let at = |t: &str| dir.join(format!("{t}.{format}"));
-    let ok = |b: Result<RecordBatch, _>| b.expect("generate");
-    let mut total = 0;
-    if tables.contains(&"lineitem") {
-        total += write_table(
-            &at("lineitem"),
-            format,
-            LineItemArrow::new(LineItemGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-        );
+    tables.iter().map(|t| write_table(&dir.join(format!("{t}.{format}")), format, rows(t, sf))).sum()
+}
+
+/// The record batches of the TPC-H table `table` at scale factor `sf`, generated as they are read.
+fn rows(table: &str, sf: f64) -> Box<dyn Iterator<Item = RecordBatch>> {
+    fn ok<E: std::fmt::Debug>(b: Result<RecordBatch, E>) -> RecordBatch {
+        b.expect("generate")
     }
-    if tables.contains(&"orders") {
-        total += write_table(
-            &at("orders"),
-            format,
-            OrderArrow::new(OrderGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-        );
+    let n = BATCH_ROWS;
+    match table {
+        "lineitem" => Box::new(LineItemArrow::new(LineItemGenerator::new(sf, 1, 1)).with_batch_size(n).map(ok)),
+        "orders" => Box::new(OrderArrow::new(OrderGenerator::new(sf, 1, 1)).with_batch_size(n).map(ok)),
+        "customer" => Box::new(CustomerArrow::new(CustomerGenerator::new(sf, 1, 1)).with_batch_size(n).map(ok)),
+        "supplier" => Box::new(SupplierArrow::new(SupplierGenerator::new(sf, 1, 1)).with_batch_size(n).map(ok)),
+        "part" => Box::new(PartArrow::new(PartGenerator::new(sf, 1, 1)).with_batch_size(n).map(ok)),
+        "partsupp" => Box::new(PartSuppArrow::new(PartSuppGenerator::new(sf, 1, 1)).with_batch_size(n).map(ok)),
+        "nation" => Box::new(NationArrow::new(NationGenerator::new(sf, 1, 1)).with_batch_size(n).map(ok)),
+        "region" => Box::new(RegionArrow::new(RegionGenerator::new(sf, 1, 1)).with_batch_size(n).map(ok)),
+        other => panic!("no TPC-H table {other}"),
     }
-    if tables.contains(&"customer") {
-        total += write_table(
-            &at("customer"),
-            format,
-            CustomerArrow::new(CustomerGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-        );
-    }
-    if tables.contains(&"supplier") {
-        total += write_table(
-            &at("supplier"),
-            format,
-            SupplierArrow::new(SupplierGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-        );
-    }
-    if tables.contains(&"part") {
-        total += write_table(
-            &at("part"),
-            format,
-            PartArrow::new(PartGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-        );
-    }
-    if tables.contains(&"partsupp") {
-        total += write_table(
-            &at("partsupp"),
-            format,
-            PartSuppArrow::new(PartSuppGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-        );
-    }
-    if tables.contains(&"nation") {
-        total += write_table(
-            &at("nation"),
-            format,
-            NationArrow::new(NationGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-        );
-    }
-    if tables.contains(&"region") {
-        total += write_table(
-            &at("region"),
-            format,
-            RegionArrow::new(RegionGenerator::new(sf, 1, 1)).with_batch_size(BATCH_ROWS).map(ok),
-        );
-    }
-    total
 }
 
 const TABLES: [&str; 8] = ["lineitem", "orders", "customer", "supplier", "part", "partsupp", "nation", "region"];
