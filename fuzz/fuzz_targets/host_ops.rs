@@ -91,7 +91,6 @@ fn file_index(name: &str) -> Option<usize> {
 /// which is never dropped: its directory outlives the process, and the next process removes it
 /// ([`remove_stale_fixtures`]).
 struct Fixture {
-    _dir: PathBuf,
     image: Catalog,
     mount: Catalog,
 }
@@ -151,7 +150,7 @@ fn fixture() -> &'static Fixture {
         link("../secret", "data/link-dir");
         link("a.bin", "data/link-same");
         let (image, mount) = (Catalog::open_device(&image).unwrap(), Catalog::open_mount(&mount).unwrap());
-        Fixture { _dir: dir, image, mount }
+        Fixture { image, mount }
     })
 }
 

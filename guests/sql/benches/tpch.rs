@@ -87,9 +87,14 @@ fn write_table(path: &Path, format: &str, batches: impl Iterator<Item = RecordBa
     std::fs::metadata(path).unwrap().len()
 }
 
-/// Writes the TPC-H tables among `tables` as `TABLE.FORMAT` files in `dir`; returns their bytes.
+/// The file of table `table` in `format` in `dir`: `TABLE.FORMAT`.
+fn table_file(dir: &Path, table: &str, format: &str) -> PathBuf {
+    dir.join(format!("{table}.{format}"))
+}
+
+/// Writes the TPC-H tables among `tables` as [`table_file`]s in `dir`; returns their bytes.
 fn generate(dir: &Path, sf: f64, format: &str, tables: &[&str]) -> u64 {
-    tables.iter().map(|t| write_table(&dir.join(format!("{t}.{format}")), format, rows(t, sf))).sum()
+    tables.iter().map(|t| write_table(&table_file(dir, t, format), format, rows(t, sf))).sum()
 }
 
 /// The record batches of the TPC-H table `table` at scale factor `sf`, generated as they are read.
@@ -139,7 +144,7 @@ fn native(
         let options = SessionOptions { memory_pool: usize::MAX, ..SessionOptions::default() };
         let ctx = new_session(options).map_err(|e| e.to_string())?;
         let tables: Vec<(String, String)> =
-            tables.iter().map(|t| (t.to_string(), dir.join(format!("{t}.{format}")).display().to_string())).collect();
+            tables.iter().map(|t| (t.to_string(), table_file(dir, t, format).display().to_string())).collect();
         famfs_sql::native::register_tables(&ctx, &tables).await.map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         let t = Instant::now();
@@ -373,7 +378,7 @@ fn main() {
     }
     let largest = tables
         .iter()
-        .map(|t| std::fs::metadata(data.join(formats[0]).join(format!("{t}.{}", formats[0]))).unwrap().len())
+        .map(|t| std::fs::metadata(table_file(&data.join(formats[0]), t, formats[0])).unwrap().len())
         .max();
     println!("\nlargest {} file: {} MiB", formats[0], largest.unwrap_or(0) >> 20);
     std::fs::remove_dir_all(&work).ok();

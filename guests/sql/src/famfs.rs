@@ -142,23 +142,10 @@ async fn register(ctx: &SessionContext, files: &mut InPlaceFiles, t: &TableInfo,
         }
         FileFormat::Parquet | FileFormat::Csv => {
             let dataset = Arc::new(Dataset::open(&t.path).map_err(external)?);
+            let why = format!("{} files are mapped whole", t.format.name());
             let mapped = map_whole(&dataset).map_err(|e| {
-                let what = match &e {
-                    ArrowError::Dataset(famfs_guest::Error::NoAddressSpace) => format!(
-                        "the {}-byte file does not fit in a guest's address space ({} files are mapped whole): \
-                         convert it to Arrow IPC, which is read in windows",
-                        dataset.len(),
-                        t.format.name()
-                    ),
-                    ArrowError::Dataset(famfs_guest::Error::MemoryGrow { .. }) => format!(
-                        "mapping the {}-byte file would pass the guest's memory limit ({} files are mapped \
-                         whole): raise --max-memory",
-                        dataset.len(),
-                        t.format.name()
-                    ),
-                    other => other.to_string(),
-                };
-                DataFusionError::Plan(what)
+                let instead = "convert it to Arrow IPC, which is read in windows";
+                DataFusionError::Plan(no_room(&e, dataset.len(), &why, instead).unwrap_or_else(|| e.to_string()))
             })?;
             files.register(ctx, &t.name, t.format, Bytes::from_owner(mapped)).await
         }
@@ -198,9 +185,9 @@ impl ArrowSource {
         Ok(ArrowSource { table: table.to_string(), path: path.to_string(), schema, window, decoded })
     }
 
-    /// `e`, saying which table and file it concerns.
-    fn error(&self, e: DataFusionError) -> DataFusionError {
-        e.context(format!("table {} ({})", self.table, self.path))
+    /// What every error of this table says first: which table and file it concerns.
+    fn context(&self) -> String {
+        format!("table {} ({})", self.table, self.path)
     }
 
     /// The error for a file whose schema is not the one the table was registered with.
@@ -250,17 +237,27 @@ impl ArrowSource {
 /// by batch into guest memory.
 fn map_for_decoding(path: &str) -> Result<crate::ipc::IpcSource> {
     let dataset = Arc::new(Dataset::open(path).map_err(external)?);
-    let mapped = map_whole(&dataset).map_err(|e| match e {
-        ArrowError::Dataset(famfs_guest::Error::NoAddressSpace | famfs_guest::Error::MemoryGrow { .. }) => {
-            DataFusionError::Execution(format!(
-                "its buffers are compressed, so the {}-byte file is mapped whole to be decoded, and it does \
-                 not fit ({e}): write it uncompressed (read in place, in windows) or raise --max-memory",
-                dataset.len()
-            ))
-        }
-        other => external(other),
+    let mapped = map_whole(&dataset).map_err(|e| {
+        let why = "its buffers are compressed, so it is mapped whole to be decoded";
+        let instead = "write it uncompressed (read in place, in windows)";
+        no_room(&e, dataset.len(), why, instead).map_or_else(|| external(e), DataFusionError::Execution)
     })?;
     crate::ipc::IpcSource::new(Bytes::from_owner(mapped))
+}
+
+/// What to say when mapping a whole `len`-byte file (`why` it is mapped whole) failed for lack
+/// of room: in the guest's address space (do `instead`), or under its memory limit (raise it).
+/// `None` for any other error.
+fn no_room(e: &ArrowError, len: u64, why: &str, instead: &str) -> Option<String> {
+    match e {
+        ArrowError::Dataset(famfs_guest::Error::NoAddressSpace) => {
+            Some(format!("the {len}-byte file does not fit in a guest's address space ({why}): {instead}"))
+        }
+        ArrowError::Dataset(famfs_guest::Error::MemoryGrow { .. }) => {
+            Some(format!("mapping the {len}-byte file would pass the guest's memory limit ({why}): raise --max-memory"))
+        }
+        _ => None,
+    }
 }
 
 impl BatchSource for ArrowSource {
@@ -269,8 +266,8 @@ impl BatchSource for ArrowSource {
     }
 
     fn scan(&self, projection: Option<&[usize]>) -> Result<Batches> {
-        let batches = self.scan_in_place(projection).map_err(|e| self.error(e))?;
-        let context = format!("table {} ({})", self.table, self.path);
+        let batches = self.scan_in_place(projection).map_err(|e| e.context(self.context()))?;
+        let context = self.context();
         Ok(Box::new(batches.map(move |b| b.map_err(|e| e.context(context.clone())))))
     }
 }
