@@ -150,7 +150,12 @@ def map_shards(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[st
 def combine_partials(partials: Sequence[pa.Table], key: str) -> pa.Table:
     """Reduces per-shard partial aggregates (columns ``key``, ``count``, ``sum``, ``min``,
     ``max``) into the aggregates of the whole: counts and sums added, min of mins, max of maxes,
-    and ``mean`` = sum / count; sorted by ``key``."""
+    and ``mean`` = sum / count; sorted by ``key`` (a null key last).
+
+    As pandas' ``groupby(key, dropna=False)[value].agg(["count", "sum", "mean", "min", "max"])``
+    answers: null and NaN values are skipped, and a group without values (all of them null) has
+    count 0, sum 0, and a null mean, min and max. The partials must say the same of such a group:
+    sum 0 (arrow-agg's does; :func:`sql_group_by`'s query asks for it), min and max null."""
     cols = [key, "count", "sum", "min", "max"]
     parts = [t.select(cols) for t in partials]
     # A shard whose values were all integers has integer sums, another float ones: add as floats.
@@ -162,6 +167,8 @@ def combine_partials(partials: Sequence[pa.Table], key: str) -> pa.Table:
     g = whole.group_by(key).aggregate([("count", "sum"), ("sum", "sum"), ("min", "min"), ("max", "max")])
     g = g.rename_columns([key if c == key else c.rsplit("_", 1)[0] for c in g.column_names])
     mean = pc.divide(pc.cast(g["sum"], pa.float64()), pc.cast(g["count"], pa.float64()))
+    # 0 / 0 is NaN; a group without values has no mean.
+    mean = pc.if_else(pc.equal(g["count"], 0), pa.scalar(None, pa.float64()), mean)
     g = g.append_column("mean", mean)
     return g.select([key, "count", "sum", "mean", "min", "max"]).sort_by(key)
 
@@ -175,12 +182,20 @@ def group_by(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str]
     return combine_partials(partials, key)
 
 
+def _sql_name(column: str) -> str:
+    """A column's name as a SQL identifier (quoted: any name, any case)."""
+    return '"' + column.replace('"', '""') + '"'
+
+
 def sql_group_by(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str], key: str, value: str,
                  **options: Any) -> pa.Table:
     """The same group-by as :func:`group_by`, each shard's partial aggregates computed by the
-    ``sql`` guest (DataFusion) with a SQL query."""
-    query = (f'SELECT "{key}", COUNT("{value}") AS count, SUM("{value}") AS sum, MIN("{value}") AS min, '
-             f'MAX("{value}") AS max FROM shard GROUP BY "{key}"')
+    ``sql`` guest (DataFusion) with a SQL query; the same answers, all-null groups included."""
+    # As pandas and arrow-agg do: NaN is skipped like null (SQL would count it, and propagate it
+    # into the sum, min and max), and the sum of no values is 0 (SQL's is NULL).
+    k, v = _sql_name(key), _sql_name(value)
+    query = (f"SELECT {k}, COUNT({v}) AS count, COALESCE(SUM({v}), 0) AS sum, MIN({v}) AS min, MAX({v}) AS max "
+             f"FROM (SELECT {k}, CASE WHEN isnan({v}) THEN NULL ELSE {v} END AS {v} FROM shard) GROUP BY {k}")
     args = ["--format", "arrow", "--table", "shard={shard}", query]
     partials = map_shards(guest, shards, args, output="arrow", **options)
     return combine_partials(partials, key)

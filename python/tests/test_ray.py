@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import famfs_run
@@ -20,6 +21,21 @@ from ray.cluster_utils import Cluster  # noqa: E402
 import famfs_run.ray as fr  # noqa: E402
 
 SHARDS = [f"shards/part-{i:02}.arrow" for i in range(16)]
+# Shards with missing values: nulls, NaN, an empty shard, groups whose values are all null (in
+# one shard, and across shards), a null key.
+GAPPY = [f"gappy/part-{i}.arrow" for i in range(4)]
+
+
+def gappy_tables():
+    """Float and integer values with gaps; the floats hold NaN as well as nulls."""
+    f = float("nan")
+    keys = [[0, 1, 1, 2, 2, 3, None], [], [0, 2, 2, 4, 4, None], [0, 1, 3, 3, 4]]
+    floats = [[1.5, None, 2.0, None, None, f, 3.0], [], [2.5, None, f, None, None, 1.0], [4.0, 5.0, None, 7.0, None]]
+    ints = [[1, None, 2, None, None, 9, 3], [], [2, None, None, None, None, 1], [4, 5, None, 7, None]]
+    return [
+        pa.table({"k": pa.array(k, pa.int64()), "x": pa.array(x, pa.float64()), "n": pa.array(n, pa.int64())})
+        for k, x, n in zip(keys, floats, ints)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +52,9 @@ def data(tmp_path_factory):
         df = pd.DataFrame({"k": rng.integers(0, 40, rows), "v": rng.normal(10 * i, 5, rows)})
         famfs_run.write_feather(df, fs, shard)
         frames.append(df)
+    fs.mkdir("gappy")
+    for shard, table in zip(GAPPY, gappy_tables()):
+        famfs_run.write_feather(table, fs, shard)
     # Each node's view of the fabric: the same bytes at its own path.
     devices = [d / "node-a.img", d / "node-b.img"]
     for dev in devices:
@@ -114,6 +133,30 @@ def test_distributed_sql_group_by_equals_pandas(cluster, data):
     famfs_run.Runtime(cache_dir=sql_cache()).load(sql_guest())
     table = fr.sql_group_by(sql_guest(), SHARDS, "k", "v", max_memory="1G")
     check_against_pandas(table, df)
+
+
+def test_groups_without_values_get_the_same_answer_from_every_engine(cluster, data):
+    famfs_run.Runtime(cache_dir=sql_cache()).load(sql_guest())
+    # pandas skips null and NaN alike.
+    df = pa.concat_tables(gappy_tables()).to_pandas()
+    for value in ["x", "n"]:
+        want = df.groupby("k", dropna=False)[value].agg(["count", "sum", "mean", "min", "max"]).sort_index()
+        # What pandas says of the groups without values (2: all null; 4: null in two shards).
+        assert list(want.loc[[2, 4], "sum"]) == [0, 0] and want.loc[[2, 4], ["mean", "min", "max"]].isna().all().all()
+        for name, table in [
+            ("arrow-agg", fr.group_by(guest("arrow-agg"), GAPPY, "k", value)),
+            ("sql", fr.sql_group_by(sql_guest(), GAPPY, "k", value, max_memory="1G")),
+        ]:
+            got = table.to_pydict()
+            assert got["k"] == [0, 1, 2, 3, 4, None], name
+            for column in ["count", "sum", "mean", "min", "max"]:
+                # Missing is null (not NaN); numbers as pandas computes them.
+                missing = [pd.isna(w) for w in want[column]]
+                assert [g is None for g in got[column]] == missing, (name, value, column, got[column])
+                present = [(g, w) for g, w, m in zip(got[column], want[column], missing) if not m]
+                assert [g for g, _ in present] == pytest.approx([w for _, w in present], rel=1e-12), (name, value, column)
+            if value == "n":
+                assert pa.types.is_integer(table.schema.field("sum").type), (name, "integer sums stay integers")
 
 
 def test_a_failing_guest_fails_its_task_with_its_error_kind(cluster, data):
