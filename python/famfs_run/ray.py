@@ -5,9 +5,10 @@ Every node that has famfs memory advertises a custom resource and says where its
 
     FAMFS_DEVICE=/dev/dax0.0 ray start --address HEAD:6379 --resources '{"famfs": 1}'
 
-Tasks ask for a small fraction of that resource (so many run on one node at once, and none on a
-node without famfs), open the famfs named by the call's ``device`` or else by the node's
-``FAMFS_DEVICE``, run the guest over one shard with famfs-run, and return its output. With
+Tasks ask for one CPU (a guest runs on one thread) and a small fraction of that resource (so
+none runs on a node without famfs: a node runs as many at once as it has CPUs), are placed
+round-robin over the famfs nodes, open the famfs named by the call's ``device`` or else by the
+node's ``FAMFS_DEVICE``, run the guest over one shard with famfs-run, and return its output. With
 famfs, every host maps the same files from the same shared memory: a shard is read where the
 task runs, zero-copy, and nothing but results crosses the network.
 
@@ -38,13 +39,16 @@ import famfs_run
 
 try:
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("famfs_run.ray needs Ray: pip install 'famfs_run[ray]' (or pip install ray)") from e
 
 #: The custom resource a node advertises when it has a famfs.
 RESOURCE = "famfs"
-#: How much of it each task takes: a node advertising 1 runs up to 100 tasks at once.
+#: How much of it each task takes: small enough that CPUs, not this, bound a node's tasks.
 TASK_SHARE = 0.01
+#: The CPUs each task declares: a guest runs on one thread.
+TASK_CPUS = 1.0
 #: The environment variable that names a node's famfs device or image.
 DEVICE_ENV = "FAMFS_DEVICE"
 
@@ -81,8 +85,16 @@ def _run_one(guest: Any, shard: str, args: List[str], device: Optional[str], dat
             f"no famfs on this node ({socket.gethostname()}): pass device= or start the node with {DEVICE_ENV} set"
         )
     rt = worker_runtime()
-    outcome = rt.run(guest, args, device=device, datasets=datasets if datasets is not None else [shard], **run_options)
-    outcome.check()
+    try:
+        outcome = rt.run(guest, args, device=device, datasets=datasets if datasets is not None else [shard],
+                         **run_options)
+        outcome.check()
+    except famfs_run.FamfsRunError as e:
+        # The same exception, its message saying which shard failed (the driver sees many).
+        if e.args and isinstance(e.args[0], str):
+            e.args = (f"shard {shard}: {e.args[0]}",) + e.args[1:]
+        e.shard = shard
+        raise
     if output == "arrow":
         return outcome.arrow()
     if output == "csv":
@@ -102,6 +114,7 @@ def _run_one(guest: Any, shard: str, args: List[str], device: Optional[str], dat
             "metrics": outcome.metrics,
             "node": ray.get_runtime_context().get_node_id(),
             "device": device,
+            "resources": ray.get_runtime_context().get_assigned_resources(),
         }
     raise ValueError(f"output={output!r}: use 'arrow', 'csv', 'bytes', 'text' or 'outcome'")
 
@@ -109,10 +122,16 @@ def _run_one(guest: Any, shard: str, args: List[str], device: Optional[str], dat
 _remote_run = ray.remote(_run_one)
 
 
+def famfs_nodes(resource: str = RESOURCE) -> List[str]:
+    """The ids of the alive Ray nodes that advertise ``resource``, in a stable order."""
+    return sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get(resource, 0) > 0)
+
+
 def submit(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str], args: ArgsSpec = ("{shard}",), *,
            device: Optional[str] = None, datasets: Optional[List[str]] = None, output: Output = "arrow",
-           resource: str = RESOURCE, share: float = TASK_SHARE, spread: bool = True, max_retries: int = 0,
-           **run_options: Any) -> List["ray.ObjectRef"]:
+           resource: str = RESOURCE, share: float = TASK_SHARE, num_cpus: float = TASK_CPUS,
+           resources: Optional[Dict[str, float]] = None, spread: bool = True, max_retries: int = 0,
+           ray_options: Optional[Dict[str, Any]] = None, **run_options: Any) -> List["ray.ObjectRef"]:
     """Starts one Ray task per shard and returns their object references (in shard order).
 
     ``args`` are the guest's arguments, ``"{shard}"`` replaced by the shard's name (or a function
@@ -120,25 +139,47 @@ def submit(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str], 
     ``device`` or the node's ``FAMFS_DEVICE``. ``output`` picks what each task returns: the
     guest's Arrow output as a ``pyarrow.Table`` (``"arrow"``), its CSV output parsed into one
     (``"csv"``), its stdout as ``bytes`` or
-    ``"text"``, or a dict with the outcome, node and device (``"outcome"``). ``run_options``
+    ``"text"``, or a dict with the outcome, node, device and the Ray resources the task holds (``"outcome"``). ``run_options``
     (``timeout``, ``max_memory``, ``fuel``, ``env``, ...) go to :meth:`famfs_run.Runtime.run`.
 
+    What each task asks of Ray: ``num_cpus`` (default 1), ``share`` of ``resource`` (so it runs
+    on famfs nodes only), and any other ``resources`` (``{"memory_gb": 2}``, a GPU-less custom
+    resource, ...). With ``spread`` (the default) the shards go round-robin over the alive nodes
+    that advertise ``resource`` (Ray's node affinity, soft: a node that dies or cannot take the
+    task hands it to another), so 16 shards on 2 nodes are 8 and 8; without it Ray places them.
+    ``ray_options`` go to ``.options()`` last (``memory``, ``runtime_env``,
+    ``scheduling_strategy``, ...), over what this function chose.
+
     A task whose guest fails raises the famfs-run exception (``famfs_run.Timeout``,
-    ``famfs_run.Trap``, ``famfs_run.ExitStatusError``, ...) from ``ray.get``. Failed guests are
-    not retried unless ``max_retries`` says so.
+    ``famfs_run.Trap``, ``famfs_run.ExitStatusError``, ...) from ``ray.get``, its message
+    starting with ``shard NAME:`` (and its ``shard`` attribute set). Failed guests are not
+    retried unless ``max_retries`` says so.
     """
     if isinstance(guest, bytes):
         guest_ref: Any = ray.put(guest)
     else:
         guest_ref = os.fspath(guest)
-    options: Dict[str, Any] = {"resources": {resource: share}, "max_retries": max_retries, "retry_exceptions": False}
-    if spread:
-        options["scheduling_strategy"] = "SPREAD"
-    task = _remote_run.options(**options)
-    return [
-        task.remote(guest_ref, shard, _shard_args(args, shard), device, datasets, output, run_options)
-        for shard in shards
-    ]
+    options: Dict[str, Any] = {
+        "num_cpus": num_cpus,
+        "resources": {**(resources or {}), resource: share},
+        "max_retries": max_retries,
+        "retry_exceptions": False,
+    }
+    nodes = famfs_nodes(resource) if spread else []
+    if spread and not nodes:
+        raise famfs_run.SetupError(
+            f"no alive Ray node advertises the {resource!r} resource: start famfs nodes with "
+            f"--resources '{{\"{resource}\": 1}}' (or pass spread=False to let Ray wait for one)"
+        )
+    refs = []
+    for i, shard in enumerate(shards):
+        task_options = dict(options)
+        if nodes:
+            task_options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True)
+        task_options.update(ray_options or {})
+        refs.append(_remote_run.options(**task_options).remote(
+            guest_ref, shard, _shard_args(args, shard), device, datasets, output, run_options))
+    return refs
 
 
 def map_shards(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str], args: ArgsSpec = ("{shard}",),

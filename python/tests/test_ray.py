@@ -111,13 +111,27 @@ def test_tasks_run_on_famfs_nodes_each_opening_its_own_famfs(cluster, data):
     assert len(famfs_nodes) == 2 and len([n for n in ray.nodes() if n["Alive"]]) == 3
     results = fr.map_shards(guest("arrow-agg"), SHARDS, ["--info", "{shard}"], output="outcome")
     assert [r["shard"] for r in results] == SHARDS
-    assert {r["node"] for r in results} == set(famfs_nodes), "SPREAD placed tasks on both famfs nodes only"
+    assert {r["node"] for r in results} == set(famfs_nodes), "tasks ran on the famfs nodes only"
+    per_node = [sum(r["node"] == n for r in results) for n in famfs_nodes]
+    assert per_node == [8, 8], f"16 shards round-robin over 2 famfs nodes: {per_node}"
+    # One CPU per task (a guest runs on one thread) and a share of famfs, as the docs say.
+    assert all(r["resources"] == {"CPU": 1.0, "famfs": fr.TASK_SHARE} for r in results), results[0]["resources"]
     by_node = {}
     for r in results:
         by_node.setdefault(r["node"], set()).add(r["device"])
         assert b"realigned: 0 buffers" in r["stdout"]
     assert sorted(d for ds in by_node.values() for d in ds) == sorted(map(str, devices))
     assert all(len(ds) == 1 for ds in by_node.values())
+
+
+def test_tasks_ask_for_what_the_caller_passes(cluster, data):
+    [r] = fr.map_shards(guest("arrow-agg"), SHARDS[:1], ["--info", "{shard}"], output="outcome", num_cpus=2,
+                        ray_options={"memory": 64 * 1024 * 1024})
+    assert r["resources"]["CPU"] == 2.0 and r["resources"]["famfs"] == fr.TASK_SHARE
+    assert r["resources"]["memory"] == 64 * 1024 * 1024
+    # A resource no node has: Ray could never place the tasks, so spreading says so at once.
+    with pytest.raises(famfs_run.SetupError, match="no alive Ray node advertises the 'gpu-famfs' resource"):
+        fr.submit(guest("arrow-agg"), SHARDS, resource="gpu-famfs")
 
 
 def test_distributed_group_by_equals_pandas(cluster, data):
@@ -167,12 +181,12 @@ def test_a_failing_guest_fails_its_task_with_its_error_kind(cluster, data):
     ok = 0
     for shard, ref in zip(SHARDS, refs):
         if shard == SHARDS[3]:
-            with pytest.raises(famfs_run.Timeout, match=r"the guest ran out of time \(limit 1000 ms\)"):
+            with pytest.raises(famfs_run.Timeout, match=rf"shard {shard}: the guest ran out of time \(limit 1000 ms\)"):
                 ray.get(ref)
         else:
             assert ray.get(ref).strip()
             ok += 1
     assert ok == 15
     # A guest that exits non-zero is an ExitStatusError of its task.
-    with pytest.raises(famfs_run.ExitStatusError, match="arrow-agg.wasm exited with status"):
+    with pytest.raises(famfs_run.ExitStatusError, match=f"shard {SHARDS[0]}: .*arrow-agg.wasm exited with status"):
         fr.map_shards(guest("arrow-agg"), SHARDS[:1], ["{shard}", "no_such_column", "v"], output="csv")
