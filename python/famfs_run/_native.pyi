@@ -67,7 +67,7 @@ class Runtime:
     def __init__(
         self,
         *,
-        cache_dir: Optional[_Path] = None,
+        cache_dir: Union[_Path, bool, None] = True,
         max_concurrency: Optional[int] = None,
         fuel: bool = False,
         timeout: Optional[_Duration] = None,
@@ -116,6 +116,10 @@ class Runtime:
     def max_concurrency(self) -> int: ...
     @property
     def available_slots(self) -> int: ...
+    @property
+    def load_stats(self) -> Dict[str, int]: ...
+    @property
+    def cache_dir(self) -> Optional[str]: ...
 
 class Famfs:
     """A famfs on an image file or dax device."""

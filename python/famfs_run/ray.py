@@ -22,8 +22,8 @@ and the same with the SQL guest::
     table = fr.sql_group_by("sql.wasm", shards, "k", "v")
 
 Guests are given as a path that exists on every node, or as bytes (shipped through Ray's object
-store once). Compiled code is kept per node in ``FAMFS_RUN_CACHE`` (default
-``~/.cache/famfs-run/compiled``), so each node compiles a guest once.
+store once). Compiled code is kept per node in ``FAMFS_RUN_CACHE`` (default the user's cache
+directory, ``~/.cache/famfs-run/compiled``), so each node compiles a guest once.
 """
 
 from __future__ import annotations
@@ -58,16 +58,13 @@ ArgsSpec = Union[Sequence[str], Callable[[str], Sequence[str]]]
 _runtime: Optional[famfs_run.Runtime] = None
 
 
-def _default_cache_dir() -> str:
-    return os.environ.get("FAMFS_RUN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "famfs-run", "compiled")
-
-
 def worker_runtime() -> famfs_run.Runtime:
     """This process's runtime (one per Ray worker process, made on first use), its compiled
-    guests cached on disk in ``FAMFS_RUN_CACHE``."""
+    guests cached on disk in ``FAMFS_RUN_CACHE``, else in the user's cache directory (as the
+    command line's: ``~/.cache/famfs-run/compiled``)."""
     global _runtime
     if _runtime is None:
-        _runtime = famfs_run.Runtime(cache_dir=_default_cache_dir())
+        _runtime = famfs_run.Runtime(cache_dir=os.environ.get("FAMFS_RUN_CACHE") or True)
     return _runtime
 
 

@@ -291,19 +291,43 @@ fn request_bytes(input: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     }
 }
 
+/// `Runtime(cache_dir=...)`: a path, `True` (the default) for the user's cache directory, or
+/// `None` / `False` for no disk cache.
+#[derive(Clone, Debug)]
+enum CacheDir {
+    /// The user's (`famfs_runtime::cache::default_dir`), if it can be used.
+    User,
+    /// This directory.
+    Path(PathBuf),
+    /// None.
+    Off,
+}
+
+impl<'py> FromPyObject<'_, 'py> for CacheDir {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'_, 'py, PyAny>) -> PyResult<Self> {
+        if let Ok(b) = ob.cast::<pyo3::types::PyBool>() {
+            return Ok(if b.is_true() { CacheDir::User } else { CacheDir::Off });
+        }
+        Ok(CacheDir::Path(ob.extract()?))
+    }
+}
+
 #[pymethods]
 impl Runtime {
-    /// A runtime: engines, a compiled-guest cache (on disk in `cache_dir` if given), and a limit
+    /// A runtime: engines, a compiled-guest cache (on disk: by default the user's, as the
+    /// command line's, `cache_dir=PATH` another, `cache_dir=None` none), and a limit
     /// of `max_concurrency` guests at once (default: 4 per core, fewer if the caps of that many
     /// guests would not fit the process: see `famfs_runtime::default_concurrency`). The limits become every
     /// invocation's defaults.
     #[new]
-    #[pyo3(signature = (*, cache_dir=None, max_concurrency=None, fuel=false, timeout=None, max_memory=None,
+    #[pyo3(signature = (*, cache_dir=CacheDir::User, max_concurrency=None, fuel=false, timeout=None, max_memory=None,
                         max_mappings=None, max_output=None, map_technique=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        cache_dir: Option<PathBuf>,
+        cache_dir: Option<CacheDir>,
         max_concurrency: Option<usize>,
         fuel: bool,
         timeout: Option<&Bound<'_, PyAny>>,
@@ -327,6 +351,11 @@ impl Runtime {
             }
             builder = builder.max_concurrency(n);
         }
+        let cache_dir = match cache_dir {
+            Some(CacheDir::Path(dir)) => Some(dir),
+            Some(CacheDir::User) => famfs_runtime::cache::usable_default_dir(),
+            Some(CacheDir::Off) | None => None,
+        };
         if let Some(dir) = cache_dir {
             builder = builder.cache_dir(dir);
         }
@@ -461,6 +490,25 @@ impl Runtime {
     #[getter]
     fn available_slots(&self) -> usize {
         self.inner.available_slots()
+    }
+
+    /// How this runtime's loads were served so far: `compiled`, `from_disk_cache`,
+    /// `from_memory`, and `modules_read` (module files read and hashed).
+    #[getter]
+    fn load_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.load_stats();
+        let d = PyDict::new(py);
+        d.set_item("compiled", s.compiled)?;
+        d.set_item("from_disk_cache", s.from_disk_cache)?;
+        d.set_item("from_memory", s.from_memory)?;
+        d.set_item("modules_read", s.modules_read)?;
+        Ok(d)
+    }
+
+    /// The directory compiled guests are kept in, or `None`.
+    #[getter]
+    fn cache_dir(&self) -> Option<PathBuf> {
+        self.inner.cache_dir().map(PathBuf::from)
     }
 
     fn __repr__(&self) -> String {

@@ -3,6 +3,7 @@
 Arrow output to pyarrow without a copy."""
 
 import asyncio
+import pathlib
 import subprocess
 import sys
 import signal
@@ -348,3 +349,31 @@ except KeyboardInterrupt:
         p.communicate()
     assert line[:2] == ["interrupted", "after"], line
     assert float(line[2]) < 5, line  # long before the first guest's 10 s
+
+
+def test_compiled_guests_are_kept_in_the_users_cache_unless_told_otherwise(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cache = tmp_path / "xdg" / "famfs-run" / "compiled"
+    first = famfs_run.Runtime()
+    assert pathlib.Path(first.cache_dir) == cache
+    first.load(guest("wc"))
+    assert first.load_stats["compiled"] == 1
+    assert len(list(cache.glob("*.cwasm"))) == 1
+    # Another runtime (another process, as well) loads it instead of compiling it.
+    second = famfs_run.Runtime()
+    second.load(guest("wc"))
+    assert second.load_stats["compiled"] == 0 and second.load_stats["from_disk_cache"] == 1
+    # None (or False): no disk cache; a path: that one.
+    for off in (None, False):
+        rt = famfs_run.Runtime(cache_dir=off)
+        assert rt.cache_dir is None
+        rt.load(guest("wc"))
+        assert rt.load_stats["compiled"] == 1
+    mine = famfs_run.Runtime(cache_dir=tmp_path / "mine")
+    mine.load(guest("wc"))
+    assert len(list((tmp_path / "mine").glob("*.cwasm"))) == 1
+    # A default directory others may write is skipped (a run needs no cache); a given one is refused.
+    cache.chmod(0o777)
+    assert famfs_run.Runtime().cache_dir is None
+    with pytest.raises(famfs_run.SetupError, match="writable by group or others"):
+        famfs_run.Runtime(cache_dir=cache)

@@ -48,6 +48,14 @@
 //! (they cannot write the files), nor redirect one (links are not followed). The user's own
 //! processes could truncate an entry another one has mapped; that costs the same user a crash
 //! (SIGBUS on the lost pages), as truncating any running executable would.
+//!
+//! # Where, and how big
+//! The command line keeps compiled guests in [`default_dir`] (as the wasmtime CLI keeps its own
+//! cache in the user's cache directory) unless told another directory or none. A directory's
+//! entries are kept under a size ([`DEFAULT_MAX_BYTES`], or [`ModuleCache::with_max_bytes`]):
+//! storing an entry removes the least recently used ones beyond it (an entry's modification
+//! time is its last use, refreshed at most hourly). An entry removed while mapped stays alive
+//! for the runtimes that mapped it.
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -75,6 +83,50 @@ const SAMPLE_PAGES: u64 = 64;
 /// How old a module file's change time must be for its identity to be recorded (see the module
 /// docs): longer than any file system's timestamp granularity.
 pub const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The size [`ModuleCache::open`] keeps a directory's entries under: room for thirty SQL guests
+/// (264 MiB compiled each) and thousands of small ones.
+pub const DEFAULT_MAX_BYTES: u64 = 8 << 30;
+
+/// Module identities kept (see [`ModuleCache::known_sha256`]); a forgotten one costs one
+/// hashing of its module.
+const MAX_IDENTITIES: usize = 4096;
+
+/// How stale an entry's last-use time may be before a use refreshes it (one `futimens` a
+/// hour, not one a call).
+const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The user's cache of compiled guests: `$XDG_CACHE_HOME/famfs-run/compiled`, else
+/// `~/.cache/famfs-run/compiled` (the XDG base directory rules; a relative `XDG_CACHE_HOME` is
+/// ignored, as they say). `None` without a home directory.
+pub fn default_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
+    let base = xdg.or_else(|| {
+        let home = PathBuf::from(std::env::var_os("HOME")?);
+        home.is_absolute().then(|| home.join(".cache"))
+    })?;
+    Some(base.join("famfs-run").join("compiled"))
+}
+
+/// [`default_dir`] if it can be used (created if needed; see [`ModuleCache::open`]), else `None`
+/// with a warning saying why (no home directory, a read-only one, another user's directory
+/// under `sudo`, a directory others may write): running needs no cache, so callers that
+/// default to the user's cache (the command line, Python) run without one.
+pub fn usable_default_dir() -> Option<PathBuf> {
+    let Some(dir) = default_dir() else {
+        tracing::warn!(
+            "no home directory (HOME, XDG_CACHE_HOME): compiling without a cache (give a cache directory to keep compiled guests)"
+        );
+        return None;
+    };
+    match ModuleCache::open(&dir) {
+        Ok(_) => Some(dir),
+        Err(e) => {
+            tracing::warn!("compiling without a cache: {e} (or give another cache directory, or none)");
+            None
+        }
+    }
+}
 
 /// Why a cache directory cannot be used.
 #[derive(Debug, Error)]
@@ -122,6 +174,7 @@ pub enum CacheError {
 pub struct ModuleCache {
     path: PathBuf,
     dir: Arc<OwnedFd>,
+    max_bytes: u64,
 }
 
 /// The sha256 of `bytes`, in hex.
@@ -265,7 +318,14 @@ impl ModuleCache {
         if mode & 0o022 != 0 {
             return Err(CacheError::NotPrivate { path, mode });
         }
-        Ok(ModuleCache { path, dir: Arc::new(fd) })
+        Ok(ModuleCache { path, dir: Arc::new(fd), max_bytes: DEFAULT_MAX_BYTES })
+    }
+
+    /// Keeps the entries under `max_bytes` in all (default [`DEFAULT_MAX_BYTES`]): storing one
+    /// removes the least recently used beyond it, never the one just stored.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> ModuleCache {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// The directory.
@@ -336,7 +396,11 @@ impl ModuleCache {
             Ok((digest[..] == trailer[16..]).then_some(len))
         };
         match whole() {
-            Ok(Some(len)) => Some((std::fs::File::from(fd), len)),
+            Ok(Some(len)) => {
+                let file = std::fs::File::from(fd);
+                Self::touch(&file);
+                Some((file, len))
+            }
             Ok(None) => {
                 tracing::warn!(dir = %self.path.display(), entry = name, "discarding a damaged or outdated module cache entry");
                 self.unlink(&name);
@@ -362,7 +426,64 @@ impl ModuleCache {
         })
         .expect("reading memory cannot fail");
         trailer.extend_from_slice(&digest);
-        self.write_atomically(&Self::name(key), &[artifact, &trailer]);
+        let name = Self::name(key);
+        if self.write_atomically(&name, &[artifact, &trailer]) {
+            self.trim(&name);
+        }
+    }
+
+    /// Marks an entry used now (its modification time: see the module docs), unless it was
+    /// within [`TOUCH_EVERY`]. Failure only makes the entry look older.
+    fn touch(file: &std::fs::File) {
+        let now = std::time::SystemTime::now();
+        let fresh = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age < TOUCH_EVERY));
+        if !fresh {
+            // Entries are mode 0600 and ours (open_trusted checked): the owner may set times.
+            let _ = file.set_modified(now);
+        }
+    }
+
+    /// Removes the least recently used entries (`*.cwasm`) until the rest fit in `max_bytes`,
+    /// keeping `keep` (the entry just stored), and the oldest module identities (`*.sha256`, a
+    /// new one per rebuilt module file) beyond [`MAX_IDENTITIES`]. Runs after a store only.
+    fn trim(&self, keep: &str) {
+        let Ok(mut dir) = rustix::fs::Dir::read_from(self.dir.as_fd()) else { return };
+        let (mut entries, mut identities) = (Vec::new(), Vec::new());
+        let mut total = 0u64;
+        while let Some(Ok(entry)) = dir.read() {
+            let Ok(name) = entry.file_name().to_str() else { continue };
+            let entry = name.ends_with(".cwasm");
+            if name.starts_with('.') || !(entry || name.ends_with(".sha256")) {
+                continue;
+            }
+            let Ok(st) = rustix::fs::statat(self.dir.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW) else { continue };
+            let (when, size) = ((st.st_mtime, st.st_mtime_nsec), st.st_size as u64);
+            if !entry {
+                identities.push((when, name.to_string()));
+                continue;
+            }
+            total += size;
+            if name != keep {
+                entries.push((when, size, name.to_string()));
+            }
+        }
+        entries.sort();
+        for (_, size, name) in entries {
+            if total <= self.max_bytes {
+                break;
+            }
+            tracing::info!(dir = %self.path.display(), entry = name, "removing a least recently used module cache entry");
+            self.unlink(&name);
+            total -= size;
+        }
+        identities.sort();
+        let extra = identities.len().saturating_sub(MAX_IDENTITIES);
+        for (_, name) in &identities[..extra] {
+            self.unlink(name);
+        }
     }
 
     /// The sha256 recorded for the module file whose identity is `id`, if this user recorded
@@ -384,7 +505,8 @@ impl ModuleCache {
     }
 
     /// Writes `parts` as the file `name`: a new private file, synced, renamed into place.
-    fn write_atomically(&self, name: &str, parts: &[&[u8]]) {
+    /// Whether it was written (a failure is logged).
+    fn write_atomically(&self, name: &str, parts: &[&[u8]]) -> bool {
         let tmp = format!(".{name}.{:016x}.tmp", fastrand::u64(..));
         let write = || -> std::io::Result<()> {
             let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -397,9 +519,13 @@ impl ModuleCache {
             rustix::fs::renameat(self.dir.as_fd(), &tmp, self.dir.as_fd(), name)?;
             Ok(())
         };
-        if let Err(e) = write() {
-            self.unlink(&tmp);
-            tracing::warn!(dir = %self.path.display(), "cannot write {name} in the module cache: {e}");
+        match write() {
+            Ok(()) => true,
+            Err(e) => {
+                self.unlink(&tmp);
+                tracing::warn!(dir = %self.path.display(), "cannot write {name} in the module cache: {e}");
+                false
+            }
         }
     }
 

@@ -58,9 +58,17 @@ struct Cli {
     #[arg(long)]
     json: bool,
     /// Keep compiled guests in DIR (created mode 0700; must not be writable by others) and reuse
-    /// them: later runs skip compilation.
+    /// them: later runs skip compilation. Default: $XDG_CACHE_HOME/famfs-run/compiled, else
+    /// ~/.cache/famfs-run/compiled.
     #[arg(long, value_name = "DIR", env = "FAMFS_RUN_CACHE")]
     cache_dir: Option<PathBuf>,
+    /// Compile the guest afresh, and keep nothing: no compiled-guest cache (over --cache-dir).
+    #[arg(long)]
+    no_cache: bool,
+    /// Keep the cache's compiled guests under SIZE in all (least recently used removed first).
+    #[arg(long, value_name = "SIZE", env = "FAMFS_RUN_CACHE_MAX", value_parser = famfs::units::parse_size,
+          default_value_t = crate::cache::DEFAULT_MAX_BYTES)]
+    cache_max: u64,
     /// More log output on stderr (-v info, with a trap's wasm backtrace; -vv debug); RUST_LOG
     /// (a level, or target=level directives) overrides it.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -137,12 +145,21 @@ impl Prepared {
 }
 
 /// The runtime of one famfs-run process (counting fuel when a budget is given): one invocation.
-fn runtime(fuel: bool, cache_dir: Option<&Path>) -> Result<Runtime> {
-    let mut builder = Runtime::builder().fuel(fuel).max_concurrency(1);
-    if let Some(dir) = cache_dir {
+fn runtime(fuel: bool, cli: &Cli) -> Result<Runtime> {
+    let mut builder = Runtime::builder().fuel(fuel).max_concurrency(1).cache_max_bytes(cli.cache_max);
+    if let Some(dir) = cache_dir(cli) {
         builder = builder.cache_dir(dir);
     }
     Ok(builder.build()?)
+}
+
+/// Where this run keeps compiled guests: none with `--no-cache`; `--cache-dir` (or
+/// `FAMFS_RUN_CACHE`), which must be usable; else the user's cache directory if it can be used.
+fn cache_dir(cli: &Cli) -> Option<PathBuf> {
+    if cli.no_cache {
+        return None;
+    }
+    cli.cache_dir.clone().or_else(crate::cache::usable_default_dir)
 }
 
 fn main_inner(cli: Cli) -> Result<i32> {
@@ -166,7 +183,7 @@ fn prepare_manifest(cli: Cli, path: &Path) -> Result<Prepared> {
         (None, None) => Vec::new(),
     };
     let started = std::time::Instant::now();
-    let runtime = runtime(manifest.limits.fuel.is_some(), cli.cache_dir.as_deref())?;
+    let runtime = runtime(manifest.limits.fuel.is_some(), &cli)?;
     // Checks the module's sha256 when the manifest gives one.
     let program = manifest.load(&runtime)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -217,7 +234,7 @@ fn prepare_flags(cli: Cli) -> Result<Prepared> {
         })
         .collect::<Result<Vec<_>>>()?;
     let started = std::time::Instant::now();
-    let runtime = runtime(cli.fuel.is_some(), cli.cache_dir.as_deref())?;
+    let runtime = runtime(cli.fuel.is_some(), &cli)?;
     // Core modules that need what only components have are adapted at load time.
     let as_component = matches!(entry, Entry::Handle { .. }) || !inv.famfs_dirs.is_empty();
     let program = runtime.load_file(&module, None, as_component)?;

@@ -122,6 +122,8 @@ pub enum EmbedError {
 pub struct RuntimeBuilder {
     limits: Limits,
     cache_dir: Option<PathBuf>,
+    /// Set by [`cache_max_bytes`](Self::cache_max_bytes); otherwise the cache's default.
+    cache_max_bytes: Option<u64>,
     /// Set by [`max_concurrency`](Self::max_concurrency); otherwise [`default_concurrency`].
     max_concurrency: Option<usize>,
     /// Set by [`cpus`](Self::cpus); otherwise the machine's.
@@ -148,9 +150,17 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Keep compiled guests in `dir` (created, mode 0700) across processes.
+    /// Keep compiled guests in `dir` (created, mode 0700) across processes
+    /// ([`crate::cache::default_dir`] is the user's).
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Keep the cache directory's compiled guests under `bytes` in all, removing the least
+    /// recently used (default [`crate::cache::DEFAULT_MAX_BYTES`]).
+    pub fn cache_max_bytes(mut self, bytes: u64) -> Self {
+        self.cache_max_bytes = Some(bytes);
         self
     }
 
@@ -212,6 +222,10 @@ impl RuntimeBuilder {
         let engine = SandboxEngine::new(EngineOptions { fuel: self.fuel })
             .map_err(|e| EmbedError::Engine { message: format!("{e:#}") })?;
         let cache = self.cache_dir.as_deref().map(ModuleCache::open).transpose()?;
+        let cache = cache.map(|c| match self.cache_max_bytes {
+            Some(max) => c.with_max_bytes(max),
+            None => c,
+        });
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
@@ -325,6 +339,11 @@ impl Runtime {
             bump(&self.inner.loads.from_memory);
         }
         p
+    }
+
+    /// The directory compiled guests are kept in across processes, if any.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.inner.cache.as_ref().map(ModuleCache::dir)
     }
 
     /// How this runtime's loads were served so far.
