@@ -1,25 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the tests need besides Rust, when it is missing (idempotent, quiet when all is
-# there): the C guest toolchain (Debian's clang, wasm-ld, llvm-ar, wasi-libc and compiler-rt for
-# wasm32, also used for the C code of the SQL guest)
-# and pyarrow + pandas (the Arrow interoperability tests and benchmark).
+# there): the C guest toolchain (scripts/guest-deps.sh), the virtual machines' tools
+# (scripts/vm-deps.sh), and pyarrow + pandas (the Arrow interoperability tests and benchmark).
 set -euo pipefail
 
-apt_packages=()
-command -v clang-14 >/dev/null || apt_packages+=(clang-14)
-command -v wasm-ld-14 >/dev/null || command -v wasm-ld >/dev/null || apt_packages+=(lld-14)
-# llvm-ar archives zstd's C code for wasm32 (the SQL guest: arrow-rs's IPC codecs).
-command -v llvm-ar-14 >/dev/null || apt_packages+=(llvm-14)
-[ -e /usr/include/wasm32-wasi/stdio.h ] || [ -e /usr/share/wasi-sysroot/include/stdio.h ] || apt_packages+=(wasi-libc)
-ls /usr/lib/llvm-14/lib/clang/14*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 \
-    || apt_packages+=(libclang-rt-14-dev-wasm32)
-if [ ${#apt_packages[@]} -gt 0 ]; then
-    echo "test-deps: installing ${apt_packages[*]} (Debian packages)"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
-fi
+# The C guest toolchain (also what the SQL guest's C code needs).
+bash "$(dirname "${BASH_SOURCE[0]}")/guest-deps.sh"
 
 # The virtual-machine tests (tests/tests/vm_dax.rs): QEMU, ndctl, busybox-static, a kernel.
 bash "$(dirname "${BASH_SOURCE[0]}")/vm-deps.sh"

@@ -15,14 +15,14 @@ task runs, zero-copy, and nothing but results crosses the network.
 A distributed group-by (map: partial aggregates per shard in a guest; reduce: on the driver)::
 
     import famfs_run.ray as fr
-    table = fr.group_by("arrow-agg.wasm", [f"shards/part-{i:02}.arrow" for i in range(16)], "k", "v")
+    table = fr.group_by("arrow-agg", [f"shards/part-{i:02}.arrow" for i in range(16)], "k", "v")
 
 and the same with the SQL guest::
 
-    table = fr.sql_group_by("sql.wasm", shards, "k", "v")
+    table = fr.sql_group_by("sql", shards, "k", "v")
 
-Guests are given as a path that exists on every node, or as bytes (shipped through Ray's object
-store once). Compiled code is kept per node in ``FAMFS_RUN_CACHE`` (default the user's cache
+Guests are given by name (each node's installed guest: ``scripts/build-guests.sh``), as a path
+that exists on every node, or as bytes (shipped through Ray's object store once). Compiled code is kept per node in ``FAMFS_RUN_CACHE`` (default the user's cache
 directory, ``~/.cache/famfs-run/compiled``), so each node compiles a guest once.
 """
 
@@ -64,7 +64,7 @@ def worker_runtime() -> famfs_run.Runtime:
     command line's: ``~/.cache/famfs-run/compiled``)."""
     global _runtime
     if _runtime is None:
-        _runtime = famfs_run.Runtime(cache_dir=os.environ.get("FAMFS_RUN_CACHE") or True)
+        _runtime = famfs_run.Runtime()
     return _runtime
 
 

@@ -316,8 +316,8 @@ impl<'py> FromPyObject<'_, 'py> for CacheDir {
 
 #[pymethods]
 impl Runtime {
-    /// A runtime: engines, a compiled-guest cache (on disk: by default the user's, as the
-    /// command line's, `cache_dir=PATH` another, `cache_dir=None` none), and a limit
+    /// A runtime: engines, a compiled-guest cache (on disk: by default `FAMFS_RUN_CACHE` or the
+    /// user's, as the command line's; `cache_dir=PATH` another, `cache_dir=None` none), and a limit
     /// of `max_concurrency` guests at once (default: 4 per core, fewer if the caps of that many
     /// guests would not fit the process: see `famfs_runtime::default_concurrency`). The limits become every
     /// invocation's defaults.
@@ -353,7 +353,11 @@ impl Runtime {
         }
         let cache_dir = match cache_dir {
             Some(CacheDir::Path(dir)) => Some(dir),
-            Some(CacheDir::User) => famfs_runtime::cache::usable_default_dir(),
+            // As the command line: FAMFS_RUN_CACHE (which must be usable), else the user's.
+            Some(CacheDir::User) => match std::env::var_os(famfs_runtime::cache::DIR_ENV) {
+                Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+                _ => famfs_runtime::cache::usable_default_dir(),
+            },
             Some(CacheDir::Off) | None => None,
         };
         if let Some(dir) = cache_dir {

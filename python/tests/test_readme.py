@@ -1,4 +1,4 @@
-"""The README's Python example, run as a user would (guest paths and the image put in a
+"""The README's Python example, run as written (the guests found by name, the image in a
 temporary directory), with its results checked against pandas."""
 
 import contextlib
@@ -8,7 +8,7 @@ import re
 
 import pandas as pd
 
-from conftest import guest, sql_cache, sql_guest
+from conftest import GUESTS, SQL_GUESTS, sql_cache
 
 README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 
@@ -17,11 +17,10 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     text = README.read_text()
     section = text[text.index("## Python and Ray") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    code = (
-        code.replace('"sql.wasm"', repr(str(sql_guest())))
-        .replace('"arrow-agg.wasm"', repr(str(guest("arrow-agg"))))
-        .replace('"/tmp/famfs-run-cache"', repr(str(sql_cache())))
-    )
+    # The guests by name, from the tests' builds (scripts/build-guests.sh would install the same
+    # files); the compiled SQL guest from the tests' cache.
+    monkeypatch.setenv("FAMFS_RUN_GUEST_PATH", f"{GUESTS}:{SQL_GUESTS}")
+    monkeypatch.setenv("FAMFS_RUN_CACHE", str(sql_cache()))
     monkeypatch.chdir(tmp_path)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):

@@ -352,6 +352,7 @@ except KeyboardInterrupt:
 
 
 def test_compiled_guests_are_kept_in_the_users_cache_unless_told_otherwise(tmp_path, monkeypatch):
+    monkeypatch.delenv("FAMFS_RUN_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     cache = tmp_path / "xdg" / "famfs-run" / "compiled"
     first = famfs_run.Runtime()
@@ -372,8 +373,29 @@ def test_compiled_guests_are_kept_in_the_users_cache_unless_told_otherwise(tmp_p
     mine = famfs_run.Runtime(cache_dir=tmp_path / "mine")
     mine.load(guest("wc"))
     assert len(list((tmp_path / "mine").glob("*.cwasm"))) == 1
+    # FAMFS_RUN_CACHE stands in for the user's, as for famfs-run.
+    monkeypatch.setenv("FAMFS_RUN_CACHE", str(tmp_path / "mine"))
+    from_env = famfs_run.Runtime()
+    from_env.load(guest("wc"))
+    assert from_env.load_stats["from_disk_cache"] == 1
+    monkeypatch.delenv("FAMFS_RUN_CACHE")
     # A default directory others may write is skipped (a run needs no cache); a given one is refused.
     cache.chmod(0o777)
     assert famfs_run.Runtime().cache_dir is None
     with pytest.raises(famfs_run.SetupError, match="writable by group or others"):
         famfs_run.Runtime(cache_dir=cache)
+
+
+def test_bundled_guests_are_loaded_by_name(tmp_path, monkeypatch):
+    installed = tmp_path / "data" / "famfs-run" / "guests"
+    installed.mkdir(parents=True)
+    (installed / "wc.wasm").write_bytes(guest("wc").read_bytes())
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("FAMFS_RUN_GUEST_PATH", raising=False)
+    monkeypatch.chdir(tmp_path)
+    rt = famfs_run.Runtime(cache_dir=None)
+    out = rt.run("wc", [])
+    assert out.stderr.startswith(b"usage: wc"), out.stderr
+    assert rt.load("wc").name == "wc"
+    with pytest.raises(famfs_run.LoadError, match=r"no guest named sql in .*: build the bundled guests with `bash scripts/build-guests.sh`"):
+        rt.load("sql")

@@ -96,6 +96,10 @@ const MAX_IDENTITIES: usize = 4096;
 /// hour, not one a call).
 const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// The variable that names the cache directory for the command line (`--cache-dir`'s default)
+/// and Python's `Runtime()` in place of [`default_dir`].
+pub const DIR_ENV: &str = "FAMFS_RUN_CACHE";
+
 /// The user's cache of compiled guests: `$XDG_CACHE_HOME/famfs-run/compiled`, else
 /// `~/.cache/famfs-run/compiled` (the XDG base directory rules; a relative `XDG_CACHE_HOME` is
 /// ignored, as they say). `None` without a home directory.

@@ -60,7 +60,7 @@ struct Cli {
     /// Keep compiled guests in DIR (created mode 0700; must not be writable by others) and reuse
     /// them: later runs skip compilation. Default: $XDG_CACHE_HOME/famfs-run/compiled, else
     /// ~/.cache/famfs-run/compiled.
-    #[arg(long, value_name = "DIR", env = "FAMFS_RUN_CACHE")]
+    #[arg(long, value_name = "DIR", env = crate::cache::DIR_ENV)]
     cache_dir: Option<PathBuf>,
     /// Compile the guest afresh, and keep nothing: no compiled-guest cache (over --cache-dir).
     #[arg(long)]

@@ -49,6 +49,9 @@ pub enum EmbedError {
     /// The module cache directory cannot be used.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A guest asked for by name is not installed (see [`crate::guests`]).
+    #[error(transparent)]
+    GuestNotFound(#[from] crate::guests::GuestNotFound),
     /// The guest file cannot be read.
     #[error("cannot read the guest {path}: {cause}")]
     Read {
@@ -370,14 +373,24 @@ impl Runtime {
     /// since, is neither read nor hashed again: its identity gives its sha256 (see
     /// [`crate::cache`]), and its compiled code comes from memory or the cache directory. A warm
     /// load of a large guest then costs a few system calls and mapping its compiled code.
+    ///
+    /// A bare name (`sql`) that is no file here is a bundled guest's ([`crate::guests`]).
     pub fn load_file(
         &self,
         path: &Path,
         expected_sha256: Option<&str>,
         as_component: bool,
     ) -> Result<Arc<Program>, EmbedError> {
+        let found;
+        let (path, file) = match std::fs::File::open(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && crate::guests::is_name(path) => {
+                found = crate::guests::find(&path.to_string_lossy())?;
+                let file = std::fs::File::open(&found).map_err(|cause| EmbedError::Read { path: found.clone(), cause });
+                (found.as_path(), file?)
+            }
+            opened => (path, opened.map_err(|cause| EmbedError::Read { path: path.to_path_buf(), cause })?),
+        };
         let read_err = |cause: std::io::Error| EmbedError::Read { path: path.to_path_buf(), cause };
-        let file = std::fs::File::open(path).map_err(read_err)?;
         let id = FileIdentity::of(&file).map_err(read_err)?;
         let check = |actual: &str| match expected_sha256 {
             Some(expected) if !actual.eq_ignore_ascii_case(expected.trim()) => Err(EmbedError::Sha256Mismatch {

@@ -13,6 +13,7 @@ mod core_run;
 pub mod embed;
 pub mod engine;
 mod failure;
+pub mod guests;
 pub mod limits;
 pub mod manifest;
 pub mod program;
