@@ -3,7 +3,8 @@
 //!
 //! ```toml
 //! [module]
-//! path = "query.wasm"              # relative to this file
+//! path = "query.wasm"              # relative to this file; a bare name ("sql") that is no file
+//!                                  # here is an installed guest's (crate::guests)
 //! sha256 = "9f86d0…"               # optional: refuse any other bytes
 //! invoke = "handle"                # optional: the handler world; default: run the command
 //! args = ["--mode", "map"]         # optional command-line arguments
@@ -201,8 +202,12 @@ impl Manifest {
         })?;
         m.file = path.to_path_buf();
         let base = path.parent().unwrap_or(Path::new("."));
-        // `join` keeps an absolute path as it is.
-        m.module.path = base.join(&m.module.path);
+        // `join` keeps an absolute path as it is. A bare name that is no file beside the
+        // manifest stays a name: an installed guest's (crate::guests), found when loaded.
+        let beside = base.join(&m.module.path);
+        if !(crate::guests::is_name(&m.module.path) && !beside.exists()) {
+            m.module.path = beside;
+        }
         // `tag:UUID` and `uuid:UUID` name a device by what it holds, not by path.
         let by_uuid = |p: &Path| p.to_str().is_some_and(|s| s.starts_with("tag:") || s.starts_with("uuid:"));
         m.source.device = m.source.device.as_deref().map(|p| if by_uuid(p) { p.to_path_buf() } else { base.join(p) });

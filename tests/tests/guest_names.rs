@@ -1,6 +1,7 @@
 //! Guests found by name (issue 23, item 2): `famfs-run wc FILE` runs the installed `wc.wasm`
 //! (scripts/build-guests.sh installs the bundled guests into ~/.local/share/famfs-run/guests),
-//! `FAMFS_RUN_GUEST_PATH` is searched first, a file in the working directory wins over a name,
+//! `FAMFS_RUN_GUEST_PATH` is searched first, manifests name guests the same way, a file in the
+//! working directory wins over a name,
 //! and a name found nowhere says where it looked and how to build the guests.
 
 use famfs_run_tests::{guest, scratch};
@@ -49,6 +50,12 @@ fn bundled_guests_are_run_by_name() {
     let mut c = famfs_run(&cwd, &home, Some(&extra));
     c.arg("wc");
     assert_eq!(which(c), "histogram");
+
+    // A manifest's bare name, no file beside the manifest, is an installed guest's too.
+    std::fs::write(cwd.join("wc.toml"), "[module]\npath = \"wc\"\n").unwrap();
+    let mut c = famfs_run(&cwd, &home, None);
+    c.args(["--manifest", "wc.toml"]);
+    assert_eq!(which(c), "wc");
 
     // A file of that name in the working directory is a path, and wins.
     std::fs::copy(guest("histogram"), cwd.join("wc")).unwrap();
