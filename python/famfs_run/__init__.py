@@ -7,7 +7,8 @@
 - :class:`Famfs` makes, fills and reads famfs images (and dax devices), as ``famfsctl`` does;
   :func:`write_feather` publishes a pyarrow table or pandas DataFrame into one, aligned for
   zero-copy reading by guests.
-- :mod:`famfs_run.ray` fans guests out over the hosts of a Ray cluster.
+- :mod:`famfs_run.ray` fans guests out over the hosts of a Ray cluster; :mod:`famfs_run.dask`
+  makes Dask DataFrames of famfs files and runs guests per partition.
 
 Asynchronous code runs guests in a thread pool::
 

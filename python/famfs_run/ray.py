@@ -29,13 +29,23 @@ directory, ``~/.cache/famfs-run/compiled``), so each node compiles a guest once.
 from __future__ import annotations
 
 import os
-import socket
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 import famfs_run
+from famfs_run._shards import (  # noqa: F401  (DEVICE_ENV, worker_runtime, combine_partials: this module's API)
+    DEVICE_ENV,
+    ArgsSpec,
+    Guest,
+    Output,
+    arrow_agg_args,
+    combine_partials,
+    run_shard,
+    shard_args,
+    sql_guest_args,
+    worker_runtime,
+)
 
 try:
     import ray
@@ -49,71 +59,16 @@ RESOURCE = "famfs"
 TASK_SHARE = 0.01
 #: The CPUs each task declares: a guest runs on one thread.
 TASK_CPUS = 1.0
-#: The environment variable that names a node's famfs device or image.
-DEVICE_ENV = "FAMFS_DEVICE"
-
-Output = str  # "arrow" | "csv" | "bytes" | "text" | "outcome"
-ArgsSpec = Union[Sequence[str], Callable[[str], Sequence[str]]]
-
-_runtime: Optional[famfs_run.Runtime] = None
-
-
-def worker_runtime() -> famfs_run.Runtime:
-    """This process's runtime (one per Ray worker process, made on first use), its compiled
-    guests cached on disk in ``FAMFS_RUN_CACHE``, else in the user's cache directory (as the
-    command line's: ``~/.cache/famfs-run/compiled``)."""
-    global _runtime
-    if _runtime is None:
-        _runtime = famfs_run.Runtime()
-    return _runtime
-
-
-def _shard_args(args: ArgsSpec, shard: str) -> List[str]:
-    if callable(args):
-        return [str(a) for a in args(shard)]
-    return [str(a).replace("{shard}", shard) for a in args]
 
 
 def _run_one(guest: Any, shard: str, args: List[str], device: Optional[str], datasets: Optional[List[str]],
              output: Output, run_options: Dict[str, Any]) -> Any:
-    device = device or os.environ.get(DEVICE_ENV)
-    if not device:
-        raise famfs_run.SetupError(
-            f"no famfs on this node ({socket.gethostname()}): pass device= or start the node with {DEVICE_ENV} set"
-        )
-    rt = worker_runtime()
-    try:
-        outcome = rt.run(guest, args, device=device, datasets=datasets if datasets is not None else [shard],
-                         **run_options)
-        outcome.check()
-    except famfs_run.FamfsRunError as e:
-        # The same exception, its message saying which shard failed (the driver sees many).
-        if e.args and isinstance(e.args[0], str):
-            e.args = (f"shard {shard}: {e.args[0]}",) + e.args[1:]
-        e.shard = shard
-        raise
-    if output == "arrow":
-        return outcome.arrow()
-    if output == "csv":
-        import pyarrow.csv
-
-        return pyarrow.csv.read_csv(pa.BufferReader(outcome.stdout))
-    if output == "bytes":
-        return outcome.stdout
-    if output == "text":
-        return outcome.text
+    result = run_shard(guest, shard, args, device, datasets, output, run_options)
     if output == "outcome":
-        return {
-            "shard": shard,
-            "exit_code": outcome.exit_code,
-            "stdout": outcome.stdout,
-            "stderr": outcome.stderr,
-            "metrics": outcome.metrics,
-            "node": ray.get_runtime_context().get_node_id(),
-            "device": device,
-            "resources": ray.get_runtime_context().get_assigned_resources(),
-        }
-    raise ValueError(f"output={output!r}: use 'arrow', 'csv', 'bytes', 'text' or 'outcome'")
+        context = ray.get_runtime_context()
+        result["node"] = context.get_node_id()
+        result["resources"] = context.get_assigned_resources()
+    return result
 
 
 _remote_run = ray.remote(_run_one)
@@ -124,7 +79,7 @@ def famfs_nodes(resource: str = RESOURCE) -> List[str]:
     return sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get(resource, 0) > 0)
 
 
-def submit(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str], args: ArgsSpec = ("{shard}",), *,
+def submit(guest: Guest, shards: Sequence[str], args: ArgsSpec = ("{shard}",), *,
            device: Optional[str] = None, datasets: Optional[List[str]] = None, output: Output = "arrow",
            resource: str = RESOURCE, share: float = TASK_SHARE, num_cpus: float = TASK_CPUS,
            resources: Optional[Dict[str, float]] = None, spread: bool = True, max_retries: int = 0,
@@ -175,65 +130,26 @@ def submit(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str], 
             task_options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True)
         task_options.update(ray_options or {})
         refs.append(_remote_run.options(**task_options).remote(
-            guest_ref, shard, _shard_args(args, shard), device, datasets, output, run_options))
+            guest_ref, shard, shard_args(args, shard), device, datasets, output, run_options))
     return refs
 
 
-def map_shards(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str], args: ArgsSpec = ("{shard}",),
+def map_shards(guest: Guest, shards: Sequence[str], args: ArgsSpec = ("{shard}",),
                **options: Any) -> List[Any]:
     """:func:`submit`, then waits for every task: the results in shard order."""
     return ray.get(submit(guest, shards, args, **options))
 
 
-def combine_partials(partials: Sequence[pa.Table], key: str) -> pa.Table:
-    """Reduces per-shard partial aggregates (columns ``key``, ``count``, ``sum``, ``min``,
-    ``max``) into the aggregates of the whole: counts and sums added, min of mins, max of maxes,
-    and ``mean`` = sum / count; sorted by ``key`` (a null key last).
-
-    As pandas' ``groupby(key, dropna=False)[value].agg(["count", "sum", "mean", "min", "max"])``
-    answers: null and NaN values are skipped, and a group without values (all of them null) has
-    count 0, sum 0, and a null mean, min and max. The partials must say the same of such a group:
-    sum 0 (arrow-agg's does; :func:`sql_group_by`'s query asks for it), min and max null."""
-    cols = [key, "count", "sum", "min", "max"]
-    parts = [t.select(cols) for t in partials]
-    # A shard whose values were all integers has integer sums, another float ones: add as floats.
-    schema = parts[0].schema
-    for c in ["sum", "min", "max"]:
-        if any(p.schema.field(c).type != schema.field(c).type for p in parts):
-            schema = schema.set(schema.get_field_index(c), pa.field(c, pa.float64()))
-    whole = pa.concat_tables([p.cast(schema) for p in parts])
-    g = whole.group_by(key).aggregate([("count", "sum"), ("sum", "sum"), ("min", "min"), ("max", "max")])
-    g = g.rename_columns([key if c == key else c.rsplit("_", 1)[0] for c in g.column_names])
-    mean = pc.divide(pc.cast(g["sum"], pa.float64()), pc.cast(g["count"], pa.float64()))
-    # 0 / 0 is NaN; a group without values has no mean.
-    mean = pc.if_else(pc.equal(g["count"], 0), pa.scalar(None, pa.float64()), mean)
-    g = g.append_column("mean", mean)
-    return g.select([key, "count", "sum", "mean", "min", "max"]).sort_by(key)
-
-
-def group_by(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str], key: str, value: str,
-             **options: Any) -> pa.Table:
+def group_by(guest: Guest, shards: Sequence[str], key: str, value: str, **options: Any) -> pa.Table:
     """A distributed group-by with the ``arrow-agg`` guest: per shard, in a Ray task on a famfs
     node, the count, sum, min and max of ``value`` by ``key`` (arrow-agg's Arrow output, a
     table in the task); combined on the driver (:func:`combine_partials`)."""
-    partials = map_shards(guest, shards, ["--format", "arrow", "{shard}", key, value], output="arrow", **options)
+    partials = map_shards(guest, shards, arrow_agg_args(key, value), output="arrow", **options)
     return combine_partials(partials, key)
 
 
-def _sql_name(column: str) -> str:
-    """A column's name as a SQL identifier (quoted: any name, any case)."""
-    return '"' + column.replace('"', '""') + '"'
-
-
-def sql_group_by(guest: Union[str, "os.PathLike[str]", bytes], shards: Sequence[str], key: str, value: str,
-                 **options: Any) -> pa.Table:
+def sql_group_by(guest: Guest, shards: Sequence[str], key: str, value: str, **options: Any) -> pa.Table:
     """The same group-by as :func:`group_by`, each shard's partial aggregates computed by the
     ``sql`` guest (DataFusion) with a SQL query; the same answers, all-null groups included."""
-    # As pandas and arrow-agg do: NaN is skipped like null (SQL would count it, and propagate it
-    # into the sum, min and max), and the sum of no values is 0 (SQL's is NULL).
-    k, v = _sql_name(key), _sql_name(value)
-    query = (f"SELECT {k}, COUNT({v}) AS count, COALESCE(SUM({v}), 0) AS sum, MIN({v}) AS min, MAX({v}) AS max "
-             f"FROM (SELECT {k}, CASE WHEN isnan({v}) THEN NULL ELSE {v} END AS {v} FROM shard) GROUP BY {k}")
-    args = ["--format", "arrow", "--table", "shard={shard}", query]
-    partials = map_shards(guest, shards, args, output="arrow", **options)
+    partials = map_shards(guest, shards, sql_guest_args(key, value), output="arrow", **options)
     return combine_partials(partials, key)
