@@ -50,7 +50,10 @@ guest_log=$work/guest-build.log
 ) >"$guest_log" 2>&1 &
 guest_build=$!
 host_started=$(date +%s)
-cargo build --quiet --locked --release -p famfs -p famfs-runtime --bins
+# With the Python package selected too (it has no binaries: nothing of it is built), so that the
+# dependencies resolve with its features and `pip install ./python` (README) reuses this build's
+# wasmtime instead of compiling another.
+cargo build --quiet --locked --release -p famfs -p famfs-runtime -p famfs-run-python --bins
 echo "   (host tools built in $(($(date +%s) - host_started)) s)"
 if ! wait "$guest_build"; then
     cat "$guest_log" >&2

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The Python half of the test command (scripts/test.sh runs it after `cargo test`, which built
 # the guests and tools the tests use): builds the famfs_run extension into a virtual environment
-# and runs pytest on python/tests, the Ray cluster test included.
+# and runs pytest on python/tests, the Ray and Dask cluster tests included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-toolchain.sh
 ensure_toolchain .
-# The tests compare with the command-line tools (`cargo test` builds them only into deps/);
-# famfs-vm boots the test machine of the device-dax test.
-cargo build --quiet -p famfs-runtime --bin famfs-run -p famfs --bin famfsctl -p famfs-run-tests --bin famfs-vm
+# The extension, and the command-line tools the tests compare with (famfs-run, famfsctl;
+# famfs-vm boots the test machine of the device-dax test), in one build with `cargo test
+# --workspace`'s features: after it, this compiles only PyO3, arrow-rs and the extension.
 source scripts/python-env.sh
-ensure_python_env
+ensure_python_env --workspace
 export FAMFS_RUN_GUESTS="$CARGO_TARGET_DIR/guests-target/wasm32-wasip1/release"
 export FAMFS_RUN_SQL_GUESTS="$CARGO_TARGET_DIR/sql-target/wasm32-wasip1/release"
 export FAMFS_RUN_BIN="$CARGO_TARGET_DIR/debug"

@@ -90,13 +90,12 @@ def submit(guest: Guest, shards: Sequence[str], args: ArgsSpec = ("{shard}",), *
     of the shard). Each task is granted only its shard (or ``datasets``), on the famfs at
     ``device`` or the node's ``FAMFS_DEVICE``. ``output`` picks what each task returns: the
     guest's Arrow output as a ``pyarrow.Table`` (``"arrow"``), its CSV output parsed into one
-    (``"csv"``), its stdout as ``bytes`` or
-    ``"text"``, or a dict with the outcome, node, device and the Ray resources the task holds (``"outcome"``). ``run_options``
-    (``timeout``, ``max_memory``, ``fuel``, ``env``, ...) go to :meth:`famfs_run.Runtime.run`.
+    (``"csv"``), its stdout as ``bytes`` or ``"text"``, or a dict with the outcome, node, device
+    and the Ray resources the task holds (``"outcome"``). ``run_options`` (``timeout``,
+    ``max_memory``, ``fuel``, ``env``, ...) go to :meth:`famfs_run.Runtime.run`.
 
     What each task asks of Ray: ``num_cpus`` (default 1), ``share`` of ``resource`` (so it runs
-    on famfs nodes only), and any other ``resources`` (``{"memory_gb": 2}``, a GPU-less custom
-    resource, ...). With ``spread`` (the default) the shards go round-robin over the alive nodes
+    on famfs nodes only), and any other custom ``resources`` (``{"fabric-a": 1}``). With ``spread`` (the default) the shards go round-robin over the alive nodes
     that advertise ``resource`` (Ray's node affinity, soft: a node that dies or cannot take the
     task hands it to another), so 16 shards on 2 nodes are 8 and 8; without it Ray places them.
     ``ray_options`` go to ``.options()`` last (``memory``, ``runtime_env``,
