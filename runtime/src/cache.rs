@@ -84,15 +84,15 @@ const SAMPLE_PAGES: u64 = 64;
 /// docs): longer than any file system's timestamp granularity.
 pub const RACY: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The size [`ModuleCache::open`] keeps a directory's entries under: room for forty SQL guests
-/// (176 MiB compiled each) and thousands of small ones.
+/// The size [`ModuleCache::open`] keeps a directory's entries under: room for thirty SQL guests
+/// (264 MiB compiled each) and thousands of small ones.
 pub const DEFAULT_MAX_BYTES: u64 = 8 << 30;
 
 /// Module identities kept (see [`ModuleCache::known_sha256`]); a forgotten one costs one
 /// hashing of its module.
 const MAX_IDENTITIES: usize = 4096;
 
-/// How stale an entry's last-use time may be before a use refreshes it (one `futimens` an
+/// How stale an entry's last-use time may be before a use refreshes it (one `futimens` a
 /// hour, not one a call).
 const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
