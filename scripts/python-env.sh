@@ -4,10 +4,9 @@
 # installed, activated, and the famfs_run extension built into it, in the shared target
 # directory.
 #
-# ensure_python_env [--release | --workspace]:
-#   (none)       maturin develop: the extension alone, unoptimised;
+# ensure_python_env [--release]:
 #   --release    maturin develop --release (the benchmarks);
-#   --workspace  the extension built by `cargo build --workspace --lib --bins --tests`, the
+#   (none)       the extension built by `cargo build --workspace --lib --bins --tests`, the
 #                feature resolution of the test command's `cargo test --workspace`, so that it
 #                reuses that build's wasmtime instead of compiling another (building one
 #                package alone resolves features differently: famfs-serve's hyper, for one,
@@ -38,9 +37,9 @@ ensure_python_env() {
         cp "$root/python/requirements-test.txt" "$stamp"
     fi
     case "$mode" in
-        --workspace) install_workspace_extension "$root" "$venv" ;;
         --release) (cd "$root/python" && maturin develop --quiet --release) ;;
-        *) (cd "$root/python" && maturin develop --quiet) ;;
+        "") install_workspace_extension "$root" "$venv" ;;
+        *) echo "python-env: ensure_python_env takes --release or nothing, not $mode" >&2; return 1 ;;
     esac
 }
 

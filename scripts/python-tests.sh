@@ -10,7 +10,7 @@ ensure_toolchain .
 # famfs-vm boots the test machine of the device-dax test), in one build with `cargo test
 # --workspace`'s features: after it, this compiles only PyO3, arrow-rs and the extension.
 source scripts/python-env.sh
-ensure_python_env --workspace
+ensure_python_env
 export FAMFS_RUN_GUESTS="$CARGO_TARGET_DIR/guests-target/wasm32-wasip1/release"
 export FAMFS_RUN_SQL_GUESTS="$CARGO_TARGET_DIR/sql-target/wasm32-wasip1/release"
 export FAMFS_RUN_BIN="$CARGO_TARGET_DIR/debug"

@@ -353,11 +353,7 @@ impl Runtime {
         }
         let cache_dir = match cache_dir {
             Some(CacheDir::Path(dir)) => Some(dir),
-            // As the command line: FAMFS_RUN_CACHE (which must be usable), else the user's.
-            Some(CacheDir::User) => match std::env::var_os(famfs_runtime::cache::DIR_ENV) {
-                Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-                _ => famfs_runtime::cache::usable_default_dir(),
-            },
+            Some(CacheDir::User) => famfs_runtime::cache::user_dir(),
             Some(CacheDir::Off) | None => None,
         };
         if let Some(dir) = cache_dir {

@@ -41,6 +41,19 @@ def sql_cache() -> pathlib.Path:
     return d
 
 
+def check_group_by_against_pandas(table, df, key="k", value="v"):
+    """A distributed group-by's table (famfs_run.ray's or famfs_run.dask's `group_by`,
+    `sql_group_by`) equals pandas' `groupby(key, dropna=False)` of the same rows: the same
+    keys in order, counts exactly, sums, means, minima and maxima to 1e-9."""
+    import numpy as np
+
+    got = table.to_pandas().set_index(key)
+    want = df.groupby(key, dropna=False)[value].agg(["count", "sum", "mean", "min", "max"]).sort_index()
+    assert list(got.index) == list(want.index)
+    np.testing.assert_array_equal(got["count"], want["count"])
+    np.testing.assert_allclose(got[["sum", "mean", "min", "max"]], want[["sum", "mean", "min", "max"]], rtol=1e-9)
+
+
 def tool(name: str) -> pathlib.Path:
     p = BIN / name
     if not p.exists():

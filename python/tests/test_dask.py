@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 import famfs_run
-from conftest import guest, sql_cache, sql_guest
+from conftest import check_group_by_against_pandas, guest, sql_cache, sql_guest
 
 dask = pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
@@ -61,18 +61,6 @@ def client(data):
             cluster.close()
 
 
-def expected(df):
-    return df.groupby("k", dropna=False)["v"].agg(["count", "sum", "mean", "min", "max"]).sort_index()
-
-
-def check_against_pandas(table, df):
-    got = table.to_pandas().set_index("k")
-    want = expected(df)
-    assert list(got.index) == list(want.index)
-    np.testing.assert_array_equal(got["count"], want["count"])
-    np.testing.assert_allclose(got[["sum", "mean", "min", "max"]], want[["sum", "mean", "min", "max"]], rtol=1e-9)
-
-
 def test_a_dataframe_of_famfs_files_equals_pandas(client, data):
     _, df = data
     ddf = fd.read_arrow(SHARDS)
@@ -95,9 +83,9 @@ def test_a_dataframe_of_famfs_files_equals_pandas(client, data):
 
 def test_guests_per_partition_equal_pandas(client, data):
     _, df = data
-    check_against_pandas(fd.group_by(guest("arrow-agg"), SHARDS, "k", "v"), df)
+    check_group_by_against_pandas(fd.group_by(guest("arrow-agg"), SHARDS, "k", "v"), df)
     famfs_run.Runtime(cache_dir=sql_cache()).load(sql_guest())
-    check_against_pandas(fd.sql_group_by(sql_guest(), SHARDS, "k", "v", max_memory="1G"), df)
+    check_group_by_against_pandas(fd.sql_group_by(sql_guest(), SHARDS, "k", "v", max_memory="1G"), df)
     # Any guest's Arrow output as a partition: the SQL guest filtering each shard.
     out = fd.run_guest(sql_guest(), SHARDS,
                        ["--format", "arrow", "--table", "t={shard}", "SELECT k, v FROM t WHERE v > 40 ORDER BY v"],

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 import famfs_run
-from conftest import guest, sql_cache, sql_guest
+from conftest import check_group_by_against_pandas, guest, sql_cache, sql_guest
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -93,18 +93,6 @@ def cluster(data):
         c.shutdown()
 
 
-def expected(df):
-    return df.groupby("k")["v"].agg(["count", "sum", "mean", "min", "max"]).sort_index()
-
-
-def check_against_pandas(table, df):
-    got = table.to_pandas().set_index("k")
-    want = expected(df)
-    assert list(got.index) == list(want.index)
-    np.testing.assert_array_equal(got["count"], want["count"])
-    np.testing.assert_allclose(got[["sum", "mean", "min", "max"]], want[["sum", "mean", "min", "max"]], rtol=1e-9)
-
-
 def test_tasks_run_on_famfs_nodes_each_opening_its_own_famfs(cluster, data):
     devices, _ = data
     famfs_nodes = {n["NodeID"]: n for n in ray.nodes() if n["Alive"] and n["Resources"].get("famfs")}
@@ -136,9 +124,9 @@ def test_tasks_ask_for_what_the_caller_passes(cluster, data):
 
 def test_distributed_group_by_equals_pandas(cluster, data):
     _, df = data
-    check_against_pandas(fr.group_by(guest("arrow-agg"), SHARDS, "k", "v"), df)
+    check_group_by_against_pandas(fr.group_by(guest("arrow-agg"), SHARDS, "k", "v"), df)
     # The guest as bytes, shipped through the object store, gives the same.
-    check_against_pandas(fr.group_by(guest("arrow-agg").read_bytes(), SHARDS, "k", "v"), df)
+    check_group_by_against_pandas(fr.group_by(guest("arrow-agg").read_bytes(), SHARDS, "k", "v"), df)
 
 
 def test_distributed_sql_group_by_equals_pandas(cluster, data):
@@ -146,7 +134,7 @@ def test_distributed_sql_group_by_equals_pandas(cluster, data):
     # Compile the SQL guest once into the cache the nodes share (a minute of Cranelift).
     famfs_run.Runtime(cache_dir=sql_cache()).load(sql_guest())
     table = fr.sql_group_by(sql_guest(), SHARDS, "k", "v", max_memory="1G")
-    check_against_pandas(table, df)
+    check_group_by_against_pandas(table, df)
 
 
 def test_groups_without_values_get_the_same_answer_from_every_engine(cluster, data):

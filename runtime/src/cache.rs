@@ -92,7 +92,7 @@ pub const DEFAULT_MAX_BYTES: u64 = 8 << 30;
 /// hashing of its module.
 const MAX_IDENTITIES: usize = 4096;
 
-/// How stale an entry's last-use time may be before a use refreshes it (one `futimens` a
+/// How stale an entry's last-use time may be before a use refreshes it (one `futimens` an
 /// hour, not one a call).
 const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -104,12 +104,17 @@ pub const DIR_ENV: &str = "FAMFS_RUN_CACHE";
 /// `~/.cache/famfs-run/compiled` (the XDG base directory rules; a relative `XDG_CACHE_HOME` is
 /// ignored, as they say). `None` without a home directory.
 pub fn default_dir() -> Option<PathBuf> {
-    let xdg = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
-    let base = xdg.or_else(|| {
-        let home = PathBuf::from(std::env::var_os("HOME")?);
-        home.is_absolute().then(|| home.join(".cache"))
-    })?;
-    Some(base.join("famfs-run").join("compiled"))
+    crate::xdg::famfs_run_dir("XDG_CACHE_HOME", ".cache", "compiled")
+}
+
+/// Where a caller that defaults to the user's cache keeps compiled guests: [`DIR_ENV`] when set
+/// (which must then be usable, as a directory given explicitly), else [`usable_default_dir`].
+/// The command line reads [`DIR_ENV`] as its `--cache-dir` flag's default instead.
+pub fn user_dir() -> Option<PathBuf> {
+    match std::env::var_os(DIR_ENV) {
+        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ => usable_default_dir(),
+    }
 }
 
 /// [`default_dir`] if it can be used (created if needed; see [`ModuleCache::open`]), else `None`
@@ -385,7 +390,8 @@ impl ModuleCache {
     pub(crate) fn get(&self, key: &str) -> Option<(std::fs::File, u64)> {
         let name = Self::name(key);
         let fd = self.open_trusted(&name)?;
-        let size = rustix::fs::fstat(&fd).ok()?.st_size as u64;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        let size = st.st_size as u64;
         let whole = || -> std::io::Result<Option<u64>> {
             if size < TRAILER as u64 {
                 return Ok(None);
@@ -402,7 +408,7 @@ impl ModuleCache {
         match whole() {
             Ok(Some(len)) => {
                 let file = std::fs::File::from(fd);
-                Self::touch(&file);
+                Self::touch(&file, st.st_mtime);
                 Some((file, len))
             }
             Ok(None) => {
@@ -436,15 +442,14 @@ impl ModuleCache {
         }
     }
 
-    /// Marks an entry used now (its modification time: see the module docs), unless it was
-    /// within [`TOUCH_EVERY`]. Failure only makes the entry look older.
-    fn touch(file: &std::fs::File) {
+    /// Marks an entry used now (its modification time: see the module docs), unless its last
+    /// mark, `mtime` (seconds, from the `fstat` the load made anyway), is within [`TOUCH_EVERY`].
+    /// Failure only makes the entry look older.
+    fn touch(file: &std::fs::File, mtime: i64) {
         let now = std::time::SystemTime::now();
-        let fresh = file
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age < TOUCH_EVERY));
-        if !fresh {
+        let now_secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let age = now_secs.saturating_sub(mtime);
+        if !(0..TOUCH_EVERY.as_secs() as i64).contains(&age) {
             // Entries are mode 0600 and ours (open_trusted checked): the owner may set times.
             let _ = file.set_modified(now);
         }

@@ -36,12 +36,7 @@ fn searched_list(dirs: &[PathBuf]) -> String {
 /// else `~/.local/share/famfs-run/guests` (the XDG base directory rules: a relative
 /// `XDG_DATA_HOME` is ignored). `None` without a home directory.
 pub fn default_dir() -> Option<PathBuf> {
-    let xdg = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
-    let base = xdg.or_else(|| {
-        let home = PathBuf::from(std::env::var_os("HOME")?);
-        home.is_absolute().then(|| home.join(".local/share"))
-    })?;
-    Some(base.join("famfs-run").join("guests"))
+    crate::xdg::famfs_run_dir("XDG_DATA_HOME", ".local/share", "guests")
 }
 
 /// The directories searched for a guest by name, in order: `FAMFS_RUN_GUEST_PATH`'s (absolute

@@ -20,6 +20,7 @@ pub mod program;
 pub mod run;
 pub mod signals;
 pub mod wasi_fs;
+mod xdg;
 
 pub use cache::{CacheError, FileIdentity, ModuleCache};
 pub use component_run::ComponentState;

@@ -203,11 +203,15 @@ impl Manifest {
         m.file = path.to_path_buf();
         let base = path.parent().unwrap_or(Path::new("."));
         // `join` keeps an absolute path as it is. A bare name that is no file beside the
-        // manifest stays a name: an installed guest's (crate::guests), found when loaded.
+        // manifest is an installed guest's (crate::guests), found now: left relative, it would
+        // be looked for in the working directory of whoever loads the manifest.
         let beside = base.join(&m.module.path);
-        if !(crate::guests::is_name(&m.module.path) && !beside.exists()) {
-            m.module.path = beside;
-        }
+        m.module.path = if crate::guests::is_name(&m.module.path) && !beside.exists() {
+            crate::guests::find(&m.module.path.to_string_lossy())
+                .map_err(|e| ManifestError::Load { path: path.to_path_buf(), cause: e.into() })?
+        } else {
+            beside
+        };
         // `tag:UUID` and `uuid:UUID` name a device by what it holds, not by path.
         let by_uuid = |p: &Path| p.to_str().is_some_and(|s| s.starts_with("tag:") || s.starts_with("uuid:"));
         m.source.device = m.source.device.as_deref().map(|p| if by_uuid(p) { p.to_path_buf() } else { base.join(p) });

@@ -51,11 +51,16 @@ fn bundled_guests_are_run_by_name() {
     c.arg("wc");
     assert_eq!(which(c), "histogram");
 
-    // A manifest's bare name, no file beside the manifest, is an installed guest's too.
-    std::fs::write(cwd.join("wc.toml"), "[module]\npath = \"wc\"\n").unwrap();
-    let mut c = famfs_run(&cwd, &home, None);
-    c.args(["--manifest", "wc.toml"]);
+    // A manifest's bare name, no file beside the manifest, is an installed guest's too, even
+    // when the working directory holds a file of that name.
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    std::fs::write(manifests.join("wc.toml"), "[module]\npath = \"wc\"\n").unwrap();
+    std::fs::copy(guest("histogram"), extra.join("wc")).unwrap();
+    let mut c = famfs_run(&extra, &home, None);
+    c.arg("--manifest").arg(manifests.join("wc.toml"));
     assert_eq!(which(c), "wc");
+    std::fs::remove_file(extra.join("wc")).unwrap();
 
     // A file of that name in the working directory is a path, and wins.
     std::fs::copy(guest("histogram"), cwd.join("wc")).unwrap();
