@@ -5,6 +5,7 @@
 # virtual environment of the benchmark's (FAMFS_BENCH_VENV, default ~/.cache/famfs-run/bench-venv).
 # FAMFS_BENCH_SF (default 1), FAMFS_BENCH_RUNS (default 3), FAMFS_BENCH_DIR (default /dev/shm),
 # FAMFS_BENCH_QUERIES (e.g. q1,q6) and FAMFS_BENCH_FORMATS (arrow, parquet) are passed on.
+# SQL_WASM benchmarks another build of the guest, e.g. the one `build-guests.sh --small` installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-toolchain.sh
@@ -21,5 +22,5 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 cd guests/sql
 CC_wasm32_wasip1=clang-14 AR_wasm32_wasip1=llvm-ar-14 CFLAGS_wasm32_wasip1="-isystem /usr/include/wasm32-wasi" \
     cargo build --release --target wasm32-wasip1 --workspace --features famfs-sql/guest --target-dir "$sql_target"
-SQL_WASM="$sql_target/wasm32-wasip1/release/sql.wasm" \
+SQL_WASM=${SQL_WASM:-$sql_target/wasm32-wasip1/release/sql.wasm} \
     cargo bench --target "$host" --bench tpch --features tpch --target-dir "$sql_target"
