@@ -28,6 +28,7 @@ from typing import Any, Optional, Union
 
 from . import _native
 from ._native import (
+    LIMIT_OPTIONS,
     Cancelled,
     CompileError,
     ExitStatusError,
@@ -66,6 +67,7 @@ __all__ = [
     "Famfs",
     "write_feather",
     "run_async",
+    "LIMIT_OPTIONS",
     "FamfsRunError",
     "GuestError",
     "CompileError",

@@ -1,13 +1,39 @@
 """Type hints for famfs_run._native, the Rust extension (see famfs_run/__init__.py)."""
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, TypedDict, Union
+
+# Stubs are never imported at run time: typing_extensions (Unpack is in typing from 3.11 only)
+# costs nothing here and keeps the stubs right for every Python the package supports (3.9+).
+from typing_extensions import Unpack
 
 _Path = Union[str, "os.PathLike[str]"]
 _Size = Union[int, str]
 _Duration = Union[float, int, str]
 
 __version__: str
+
+LIMIT_OPTIONS: Tuple[str, ...]
+"""The limit keywords of Runtime.run and Runtime.invoke (Runtime() takes all but fuel): the same
+list as famfs-run's limit flags and a manifest's [limits] keys. None leaves a limit as it is."""
+
+class RuntimeLimits(TypedDict, total=False):
+    """The limits Runtime() takes as every invocation's defaults."""
+
+    timeout: Optional[_Duration]
+    max_memory: Optional[_Size]
+    max_mappings: Optional[int]
+    max_kernel_mappings: Optional[int]
+    max_open_datasets: Optional[int]
+    max_wasi_resources: Optional[int]
+    max_output: Optional[_Size]
+    map_technique: Optional[Literal["private", "shared", "auto"]]
+
+class Limits(RuntimeLimits, total=False):
+    """The limits of one run or invoke: Runtime()'s, and a fuel budget (which needs
+    Runtime(fuel=True))."""
+
+    fuel: Optional[int]
 
 def _read_arrow_ipc(data: bytes) -> Any:
     """What Outcome.arrow() does with a guest's output: a validated, zero-copy pyarrow.Table
@@ -70,11 +96,7 @@ class Runtime:
         cache_dir: Union[_Path, bool, None] = True,
         max_concurrency: Optional[int] = None,
         fuel: bool = False,
-        timeout: Optional[_Duration] = None,
-        max_memory: Optional[_Size] = None,
-        max_mappings: Optional[int] = None,
-        max_output: Optional[_Size] = None,
-        map_technique: Optional[str] = None,
+        **limits: Unpack[RuntimeLimits],
     ) -> None: ...
     def load(self, guest: Union[_Path, bytes], *, component: bool = False, sha256: Optional[str] = None) -> Program: ...
     def run(
@@ -87,11 +109,7 @@ class Runtime:
         datasets: Optional[Sequence[str]] = None,
         dirs: Optional[Mapping[str, _Path]] = None,
         env: Optional[Mapping[str, str]] = None,
-        timeout: Optional[_Duration] = None,
-        max_memory: Optional[_Size] = None,
-        fuel: Optional[int] = None,
-        map_technique: Optional[str] = None,
-        max_output: Optional[_Size] = None,
+        **limits: Unpack[Limits],
     ) -> Outcome: ...
     def invoke(
         self,
@@ -103,11 +121,7 @@ class Runtime:
         datasets: Optional[Sequence[str]] = None,
         dirs: Optional[Mapping[str, _Path]] = None,
         env: Optional[Mapping[str, str]] = None,
-        timeout: Optional[_Duration] = None,
-        max_memory: Optional[_Size] = None,
-        fuel: Optional[int] = None,
-        map_technique: Optional[str] = None,
-        max_output: Optional[_Size] = None,
+        **limits: Unpack[Limits],
     ) -> bytes: ...
     def run_manifest(
         self, manifest: Manifest, args: Optional[Sequence[str]] = None, *, input: Union[bytes, str, None] = None

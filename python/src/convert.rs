@@ -1,10 +1,9 @@
-//! Values between Rust and Python: serde values as plain Python objects, sizes and durations
-//! as the CLI spells them.
+//! Values between Rust and Python: serde values as plain Python objects, sizes as the CLI
+//! spells them (the limits' values are famfs_runtime::request's to read).
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use std::time::Duration;
 
 /// A JSON value as Python `dict`/`list`/`str`/`int`/`float`/`bool`/`None`.
 pub fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
@@ -50,16 +49,4 @@ pub fn size(arg: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
         .extract()
         .map_err(|_| PyValueError::new_err(format!("{what} must be a number of bytes or a size such as \"512M\"")))?;
     famfs::units::parse_size(&text).map_err(|e| PyValueError::new_err(format!("{what}: {e}")))
-}
-
-/// A duration: seconds as a number, or a string such as `"30s"` or `"500ms"`.
-pub fn duration(arg: &Bound<'_, PyAny>, what: &str) -> PyResult<Duration> {
-    if let Ok(secs) = arg.extract::<f64>() {
-        return Duration::try_from_secs_f64(secs)
-            .map_err(|_| PyValueError::new_err(format!("{what} must be a positive number of seconds, not {secs}")));
-    }
-    let text: String = arg
-        .extract()
-        .map_err(|_| PyValueError::new_err(format!("{what} must be seconds or a duration such as \"30s\"")))?;
-    famfs_runtime::limits::parse_duration(&text).map_err(|e| PyValueError::new_err(format!("{what}: {e}")))
 }

@@ -15,9 +15,9 @@
 //! └── FamfsError            a famfs operation failed (mkfs, mkdir, cp, write_feather, ...)
 //! ```
 
-use famfs_runtime::{EmbedError, ManifestError as RustManifestError, RunError};
+use famfs_runtime::{EmbedError, ManifestError as RustManifestError, RequestError, RunError};
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 create_exception!(famfs_run, FamfsRunError, PyException, "Base class of every famfs_run error.");
@@ -120,6 +120,17 @@ pub fn manifest_error(e: RustManifestError) -> PyErr {
     match e {
         RustManifestError::Load { cause, .. } => embed_error(cause),
         other => ManifestError::new_err(other.to_string()),
+    }
+}
+
+/// The exception for a request famfs-run's rules refuse (famfs_runtime::request): `TypeError`
+/// for an unknown keyword or a value of the wrong type, as Python raises for any call;
+/// `SourceError` when the source cannot be opened or a grant is refused; else `ValueError`.
+pub fn request_error(e: RequestError) -> PyErr {
+    match e {
+        RequestError::Unknown { .. } | RequestError::Type { .. } => PyTypeError::new_err(e.to_string()),
+        RequestError::Open { .. } | RequestError::Catalog(_) => source_error(e),
+        RequestError::Value { .. } | RequestError::Usage(_) => PyValueError::new_err(e.to_string()),
     }
 }
 

@@ -31,5 +31,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arrow_ipc::read_arrow_ipc, m)?)?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The limit keywords of Runtime.run and Runtime.invoke (Runtime() takes all but `fuel`): the
+    // command line's limit flags and a manifest's [limits] keys, from one table.
+    let names = famfs_runtime::LIMIT_OPTIONS.iter().map(|o| o.name);
+    m.add("LIMIT_OPTIONS", pyo3::types::PyTuple::new(m.py(), names)?)?;
     Ok(())
 }

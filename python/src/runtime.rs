@@ -7,11 +7,12 @@
 
 use crate::convert;
 use crate::errors;
-use famfs_host_api::{Catalog, MapTechnique};
+use famfs_host_api::Catalog;
+use famfs_runtime::request::{self, LimitOverrides, OptionValue, Source, SourceKey, Spelling};
 use famfs_runtime::{Cancel, Entry, Invocation, Limits, ProgramKind, RunError, Stdio};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyString};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -42,9 +43,9 @@ pub struct Runtime {
     /// Whether the engine counts fuel (so `fuel=` budgets can be given).
     fuel: bool,
     max_concurrency: usize,
-    /// Opened sources by (is_mount, path): a famfs log is replayed once, and again only when it
-    /// changed, not at every invocation.
-    catalogs: Mutex<HashMap<(bool, PathBuf), Catalog>>,
+    /// Opened sources: a famfs log is replayed once, and again only when it changed, not at
+    /// every invocation.
+    catalogs: Mutex<HashMap<SourceKey, Catalog>>,
 }
 
 /// A compiled guest (`Runtime.load`): compile once, run many times.
@@ -74,107 +75,93 @@ pub struct Manifest {
     manifest: famfs_runtime::Manifest,
 }
 
-/// Where a run's datasets come from and what it may see; shared by `run` and `invoke`.
-struct Source<'a> {
+/// A run's `device=`, `mount=`, `datasets=` and `dirs=` as famfs-run's request rules take them.
+fn source(
     device: Option<PathBuf>,
     mount: Option<PathBuf>,
-    datasets: Vec<String>,
-    dirs: Option<&'a Bound<'a, PyDict>>,
-}
-
-/// The per-call limits given as keywords.
-struct CallLimits<'a> {
-    timeout: Option<&'a Bound<'a, PyAny>>,
-    max_memory: Option<&'a Bound<'a, PyAny>>,
-    fuel: Option<u64>,
-    map_technique: Option<&'a str>,
-    max_output: Option<&'a Bound<'a, PyAny>>,
-}
-
-impl CallLimits<'_> {
-    fn over(&self, mut l: Limits) -> PyResult<Limits> {
-        if let Some(t) = self.timeout {
-            l.timeout = Some(convert::duration(t, "timeout")?);
-        }
-        if let Some(m) = self.max_memory {
-            l.max_memory = convert::size(m, "max_memory")?;
-        }
-        if let Some(f) = self.fuel {
-            l.fuel = Some(f);
-        }
-        if let Some(t) = self.map_technique {
-            l.map_technique = t.parse::<MapTechnique>().map_err(PyValueError::new_err)?;
-        }
-        if let Some(o) = self.max_output {
-            l.max_output = usize::try_from(convert::size(o, "max_output")?)
-                .map_err(|_| PyValueError::new_err("max_output is too large"))?;
-        }
-        Ok(l)
+    datasets: Option<Vec<String>>,
+    dirs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Source> {
+    let mut pairs = Vec::new();
+    for (guest, path) in dirs.into_iter().flat_map(|d| d.iter()) {
+        let guest: String = guest.extract()?;
+        let path: PathBuf = path.extract()?;
+        let path = path.to_str().ok_or_else(|| PyValueError::new_err("dirs: paths must be UTF-8"))?;
+        pairs.push((guest, path.to_string()));
     }
+    Ok(Source { device, mount, datasets: datasets.unwrap_or_default(), dirs: pairs })
+}
+
+/// The limit keywords of a call (`**limits`), each read by famfs_runtime::request as the command
+/// line's flags and a manifest's `[limits]` are: an unknown keyword is a `TypeError`, a bad
+/// value a `ValueError` (a value of the wrong type a `TypeError`). `None` leaves a limit as it
+/// is.
+fn limit_keywords(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<LimitOverrides> {
+    let mut limits = LimitOverrides::default();
+    for (key, value) in kwargs.into_iter().flat_map(|d| d.iter()) {
+        let name: String = key.extract()?;
+        // None leaves the limit as it is; an unknown name is still refused below.
+        if value.is_none() && request::limit_option(&name).is_some() {
+            continue;
+        }
+        let text;
+        let value = if let Ok(n) = value.cast::<PyInt>()
+            && !value.is_instance_of::<PyBool>()
+        {
+            OptionValue::Int(n.extract::<i128>().map_err(|_| PyValueError::new_err(format!("{name}= is too large")))?)
+        } else if let Ok(f) = value.cast::<PyFloat>() {
+            OptionValue::Float(f.value())
+        } else if let Ok(s) = value.cast::<PyString>() {
+            text = s.to_cow()?.into_owned();
+            OptionValue::Text(&text)
+        } else {
+            // bool (an int to Python, but no limit's value), list, dict, ...
+            text = format!("a {}", value.get_type().name()?);
+            OptionValue::Other(&text)
+        };
+        limits.set(&name, value, Spelling::Python).map_err(errors::request_error)?;
+    }
+    Ok(limits)
 }
 
 impl Runtime {
     /// The catalog of `src` with its grants, from the cache when the source did not change.
-    fn catalog(&self, src: &Source<'_>) -> PyResult<Catalog> {
-        let key = match (&src.device, &src.mount) {
-            (Some(_), Some(_)) => return Err(PyValueError::new_err("give device= or mount=, not both")),
-            (Some(d), None) => (false, d.clone()),
-            (None, Some(m)) => (true, m.clone()),
-            (None, None) if src.datasets.is_empty() => return Ok(Catalog::empty()),
-            (None, None) => {
-                return Err(PyValueError::new_err("datasets= needs a source: device=IMAGE_OR_DAX or mount=DIR"));
-            }
+    fn catalog(&self, src: &Source) -> PyResult<Catalog> {
+        let Some(key) = src.key() else {
+            return src.open().map_err(errors::request_error);
         };
         let cached = self.catalogs.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
         let base = match cached {
             Some(c) if !c.is_stale().map_err(errors::source_error)? => c,
             Some(c) => c.refreshed().map_err(errors::source_error)?,
-            None if key.0 => Catalog::open_mount(&key.1).map_err(errors::source_error)?,
-            None => Catalog::open_device(&key.1)
-                .map_err(|e| errors::source_error(format!("cannot open the famfs on {}: {e}", key.1.display())))?,
+            None => key.open().map_err(errors::request_error)?,
         };
         self.catalogs.lock().unwrap_or_else(|e| e.into_inner()).insert(key, base.clone());
-        let mut catalog = base;
-        for d in &src.datasets {
-            catalog.grant(d).map_err(errors::source_error)?;
-        }
-        Ok(catalog)
+        src.grant_over(base).map_err(errors::request_error)
     }
 
-    /// The invocation for `program_name` over `src` under `limits`.
+    /// The invocation for `program_name` over `src` under `limits` (over the runtime's).
     fn invocation(
         &self,
         program_name: &str,
         args: Vec<String>,
         env: Option<HashMap<String, String>>,
-        src: &Source<'_>,
-        limits: &CallLimits<'_>,
+        src: &Source,
+        limits: &LimitOverrides,
         entry: Entry,
     ) -> PyResult<Invocation> {
+        src.check(Spelling::Python).map_err(errors::request_error)?;
         let mut inv = self.inner.invocation(program_name);
         inv.args = args;
         inv.catalog = self.catalog(src)?;
         let env = env.unwrap_or_default();
-        if env.contains_key(famfs_runtime::GUEST_MAX_MEMORY_ENV) {
-            return Err(PyValueError::new_err(format!(
-                "env: {} is set by famfs-run from max_memory; set max_memory= instead",
-                famfs_runtime::GUEST_MAX_MEMORY_ENV
-            )));
-        }
+        request::check_env(env.keys().map(String::as_str), Spelling::Python).map_err(errors::request_error)?;
         let mut env: Vec<(String, String)> = env.into_iter().collect();
         env.sort();
         inv.env = env;
-        if let Some(dirs) = src.dirs {
-            for (guest, path) in dirs.iter() {
-                let guest: String = guest.extract()?;
-                let path: PathBuf = path.extract()?;
-                let path = path.to_str().ok_or_else(|| PyValueError::new_err("dirs: paths must be UTF-8"))?;
-                inv.add_dir(guest, path, src.mount.as_deref(), src.device.is_some())
-                    .map_err(|e| PyValueError::new_err(format!("dirs: {e}")))?;
-            }
-        }
+        src.add_dirs(&mut inv, Spelling::Python).map_err(errors::request_error)?;
         inv.entry = entry;
-        inv.limits = limits.over(self.inner.limits())?;
+        inv.limits = limits.apply(self.inner.limits());
         if inv.limits.fuel.is_some() && !self.fuel {
             return Err(PyValueError::new_err("fuel= needs a runtime that counts fuel: famfs_run.Runtime(fuel=True)"));
         }
@@ -319,31 +306,29 @@ impl Runtime {
     /// A runtime: engines, a compiled-guest cache (on disk: by default `FAMFS_RUN_CACHE` or the
     /// user's, as the command line's; `cache_dir=PATH` another, `cache_dir=None` none), and a limit
     /// of `max_concurrency` guests at once (default: 4 per core, fewer if the caps of that many
-    /// guests would not fit the process: see `famfs_runtime::default_concurrency`). The limits become every
-    /// invocation's defaults.
+    /// guests would not fit the process: see `famfs_runtime::default_concurrency`). `fuel=True`
+    /// makes the engine count fuel (budgets are per call). The limit keywords (every one of
+    /// `famfs_run.LIMIT_OPTIONS` but `fuel`, as the command line's flags and a manifest's
+    /// `[limits]`) become every invocation's defaults.
     #[new]
-    #[pyo3(signature = (*, cache_dir=CacheDir::User, max_concurrency=None, fuel=false, timeout=None, max_memory=None,
-                        max_mappings=None, max_output=None, map_technique=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (*, cache_dir=CacheDir::User, max_concurrency=None, fuel=None, **limits))]
     fn new(
         py: Python<'_>,
         cache_dir: Option<CacheDir>,
         max_concurrency: Option<usize>,
-        fuel: bool,
-        timeout: Option<&Bound<'_, PyAny>>,
-        max_memory: Option<&Bound<'_, PyAny>>,
-        max_mappings: Option<usize>,
-        max_output: Option<&Bound<'_, PyAny>>,
-        map_technique: Option<&str>,
+        fuel: Option<&Bound<'_, PyAny>>,
+        limits: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Runtime> {
-        let call = CallLimits { timeout, max_memory, fuel: None, map_technique, max_output };
-        let mut limits = call.over(Limits::default())?;
-        if let Some(n) = max_mappings {
-            if n == 0 {
-                return Err(PyValueError::new_err("max_mappings must be at least 1"));
-            }
-            limits.max_mappings = n;
-        }
+        // `fuel` here turns counting on; budgets are per call (`run(..., fuel=N)`).
+        let fuel = match fuel {
+            None => false,
+            Some(f) => f.cast::<PyBool>().map(|b| b.is_true()).map_err(|_| {
+                PyTypeError::new_err(
+                    "Runtime(fuel=) is True or False: whether the engine counts fuel; give a budget per call: rt.run(..., fuel=N)",
+                )
+            })?,
+        };
+        let limits = limit_keywords(limits)?.apply(Limits::default());
         let mut builder = famfs_runtime::Runtime::builder().limits(limits).fuel(fuel);
         if let Some(n) = max_concurrency {
             if n == 0 {
@@ -382,9 +367,9 @@ impl Runtime {
 
     /// Runs a guest's command (`main`) and returns its `Outcome` (output captured). Raises a
     /// `GuestError` subclass when the run fails (`Timeout`, `MemoryLimit`, `Trap`, ...); a
-    /// non-zero exit is not an error here: see `Outcome.check()`.
-    #[pyo3(signature = (program, args=None, *, device=None, mount=None, datasets=None, dirs=None, env=None,
-                        timeout=None, max_memory=None, fuel=None, map_technique=None, max_output=None))]
+    /// non-zero exit is not an error here: see `Outcome.check()`. The limit keywords
+    /// (`famfs_run.LIMIT_OPTIONS`) override the runtime's for this run.
+    #[pyo3(signature = (program, args=None, *, device=None, mount=None, datasets=None, dirs=None, env=None, **limits))]
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
@@ -396,25 +381,20 @@ impl Runtime {
         datasets: Option<Vec<String>>,
         dirs: Option<&Bound<'_, PyDict>>,
         env: Option<HashMap<String, String>>,
-        timeout: Option<&Bound<'_, PyAny>>,
-        max_memory: Option<&Bound<'_, PyAny>>,
-        fuel: Option<u64>,
-        map_technique: Option<&str>,
-        max_output: Option<&Bound<'_, PyAny>>,
+        limits: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Outcome> {
-        let famfs_dirs = device.is_some() && dirs.is_some_and(|d| !d.is_empty());
-        let program = self.program(py, program, famfs_dirs)?;
+        let src = source(device, mount, datasets, dirs)?;
+        let limits = limit_keywords(limits)?;
+        let program = self.program(py, program, request::needs_component(&Entry::Command, &src))?;
         let program = program.get();
-        let src = Source { device, mount, datasets: datasets.unwrap_or_default(), dirs };
-        let limits = CallLimits { timeout, max_memory, fuel, map_technique, max_output };
         let inv = self.invocation(&program.name, args.unwrap_or_default(), env, &src, &limits, Entry::Command)?;
         self.execute(py, program, inv)
     }
 
     /// Calls a handler's `handle(input)` and returns its reply. Raises `HandlerError` when the
-    /// handler returns an error, and the other `GuestError`s as `run` does.
-    #[pyo3(signature = (program, input, *, device=None, mount=None, datasets=None, dirs=None, env=None,
-                        timeout=None, max_memory=None, fuel=None, map_technique=None, max_output=None))]
+    /// handler returns an error, and the other `GuestError`s as `run` does. Limit keywords as
+    /// for `run`.
+    #[pyo3(signature = (program, input, *, device=None, mount=None, datasets=None, dirs=None, env=None, **limits))]
     #[allow(clippy::too_many_arguments)]
     fn invoke<'py>(
         &self,
@@ -426,17 +406,14 @@ impl Runtime {
         datasets: Option<Vec<String>>,
         dirs: Option<&Bound<'py, PyDict>>,
         env: Option<HashMap<String, String>>,
-        timeout: Option<&Bound<'py, PyAny>>,
-        max_memory: Option<&Bound<'py, PyAny>>,
-        fuel: Option<u64>,
-        map_technique: Option<&str>,
-        max_output: Option<&Bound<'py, PyAny>>,
+        limits: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let program = self.program(py, program, true)?;
+        let src = source(device, mount, datasets, dirs)?;
+        let limits = limit_keywords(limits)?;
+        let entry = request::entry(Some("handle"), Some(request_bytes(input)?), Spelling::Python, None)
+            .map_err(errors::request_error)?;
+        let program = self.program(py, program, request::needs_component(&entry, &src))?;
         let program = program.get();
-        let src = Source { device, mount, datasets: datasets.unwrap_or_default(), dirs };
-        let limits = CallLimits { timeout, max_memory, fuel, map_technique, max_output };
-        let entry = Entry::Handle { input: request_bytes(input)? };
         let inv = self.invocation(&program.name, Vec::new(), env, &src, &limits, entry)?;
         let outcome = self.execute(py, program, inv)?;
         Ok(PyBytes::new(py, outcome.reply.as_deref().unwrap_or_default()))
@@ -454,21 +431,12 @@ impl Runtime {
         input: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Outcome> {
         let m = &manifest.manifest;
-        let input = match (&m.module.invoke, input) {
-            (Some(_), Some(i)) => request_bytes(i)?,
-            (Some(_), None) => {
-                return Err(PyValueError::new_err(format!(
-                    "{} invokes `handle`: give the request with input=",
-                    m.file.display()
-                )));
-            }
-            (None, Some(_)) => {
-                return Err(PyValueError::new_err(format!(
-                    "input= is for handlers; {} runs a command",
-                    m.file.display()
-                )));
-            }
-            (None, None) => Vec::new(),
+        let input = input.map(request_bytes).transpose()?;
+        let entry = request::entry(m.module.invoke.as_deref(), input, Spelling::Python, Some(m.file.as_path()))
+            .map_err(errors::request_error)?;
+        let input = match entry {
+            Entry::Handle { input } => input,
+            Entry::Command => Vec::new(),
         };
         let rt = self.inner.clone();
         let m2 = m.clone();

@@ -161,7 +161,9 @@ def test_manifest_runs_as_the_cli_would(rt, image, tmp_path):
     assert not m.is_handler and m.module == guest("wc")
     out = rt.run_manifest(m, ["words.txt"]).check()
     assert out.text.split()[:3] == ["1", "3", "6"]
-    with pytest.raises(famfs_run.ManifestError, match="unknown field"):
+    with pytest.raises(famfs_run.ManifestError, match="unknown field `limit`"):
+        famfs_run.Manifest.from_str('[module]\npath = "x.wasm"\n[limit]\ntimeout = 3\n')
+    with pytest.raises(famfs_run.ManifestError, match="limits.timeout_s is not a limit; the limits are timeout,"):
         famfs_run.Manifest.from_str('[module]\npath = "x.wasm"\n[limits]\ntimeout_s = 3\n')
     with pytest.raises(ValueError, match="input= is for handlers"):
         rt.run_manifest(m, input=b"x")
@@ -314,6 +316,66 @@ def test_misuse_is_a_clear_error(tmp_path):
     assert e.value.kind == "output-dropped"
     with pytest.raises(famfs_run.GuestError, match="bytes of its output were dropped"):
         out.arrow()
+
+
+def _stub_limit_keys(name):
+    """The keys of the TypedDict `name` in _native.pyi, with those of its bases there."""
+    import ast
+
+    stub = ast.parse((pathlib.Path(__file__).parent.parent / "famfs_run" / "_native.pyi").read_text())
+    classes = {c.name: c for c in stub.body if isinstance(c, ast.ClassDef)}
+    cls = classes[name]
+    keys = {s.target.id for s in cls.body if isinstance(s, ast.AnnAssign)}
+    for base in cls.bases:
+        if isinstance(base, ast.Name) and base.id in classes:
+            keys |= _stub_limit_keys(base.id)
+    return keys
+
+
+def test_limit_keywords_are_the_runtimes_one_list(image, tmp_path):
+    # One list: famfs-run's limit flags, a manifest's [limits] keys, these keywords.
+    assert "max_wasi_resources" in famfs_run.LIMIT_OPTIONS and "fuel" in famfs_run.LIMIT_OPTIONS
+    assert _stub_limit_keys("Limits") == set(famfs_run.LIMIT_OPTIONS)
+    # Runtime(fuel=True) turns counting on: a budget is per call.
+    assert _stub_limit_keys("RuntimeLimits") == set(famfs_run.LIMIT_OPTIONS) - {"fuel"}
+    with pytest.raises(TypeError, match=r"Runtime\(fuel=\) is True or False"):
+        famfs_run.Runtime(fuel=1000)
+    rt = famfs_run.Runtime(cache_dir=None)
+    wc = guest("wc")
+    # An unknown keyword is a TypeError naming it and the ones there are.
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'timout'; the limits are timeout=, fuel="):
+        rt.run(wc, [], timout=1)
+    with pytest.raises(TypeError, match="'max_outptu'"):
+        famfs_run.Runtime(max_outptu="1M")
+    with pytest.raises(TypeError, match="'component'"):
+        rt.invoke(wc, b"", component=True)
+    # Values are read as the command line's: wrong types and bad values name the keyword.
+    with pytest.raises(TypeError, match="max_output= must be a number of bytes .*, not a bool"):
+        rt.run(wc, [], max_output=True)
+    with pytest.raises(TypeError, match="max_mappings= must be a whole number, not a list"):
+        rt.run(wc, [], max_mappings=[1])
+    with pytest.raises(ValueError, match="max_wasi_resources= must be at least 1"):
+        famfs_run.Runtime(max_wasi_resources=0)
+    with pytest.raises(ValueError, match="map_technique=: 'dax' is not a map technique"):
+        rt.run(wc, [], map_technique="dax")
+    assert rt.run(wc, [], timeout=None, max_memory=None).stderr.startswith(b"usage: wc")
+    # Limits Python could not set before take effect: max_open_datasets (per run, and as the
+    # runtime's default), max_wasi_resources.
+    src = tmp_path / "d"
+    src.write_bytes(b"data")
+    famfs_run.Famfs(image).cp(src, "d")
+    adversary = guest("adversary")
+    opened = rt.run(adversary, ["open-many", "d", "100"], device=image, datasets=["d"], max_open_datasets=10)
+    assert opened.text.startswith("opened 10 "), opened.text
+    capped = famfs_run.Runtime(cache_dir=None, max_open_datasets="7")
+    opened = capped.run(adversary, ["open-many", "d", "100"], device=image, datasets=["d"])
+    assert opened.text.startswith("opened 7 "), opened.text
+    mount = tmp_path / "mnt"
+    (mount / "data").mkdir(parents=True)
+    (mount / "data" / "f").write_text("x")
+    with pytest.raises(famfs_run.WasiResources, match="max_wasi_resources"):
+        rt.run(adversary, ["wasi-open-many", "/d/f", "100000"], mount=mount, dirs={"/d": "data"},
+               max_wasi_resources=30)
 
 
 def test_ctrl_c_interrupts_a_guest_waiting_for_a_slot():

@@ -1,13 +1,12 @@
 //! The `famfs-run` command line (DESIGN §8); `bin/famfs-run.rs` calls [`main`].
 
-use crate::{Entry, Invocation, Limits, Program, RunError, Runtime, Stdio};
-use anyhow::{Context, Result, bail};
+use crate::request::{self, LIMIT_OPTIONS, LimitOverrides, OptionValue, Spelling};
+use crate::{Invocation, Limits, Program, RunError, Runtime, Stdio};
+use anyhow::{Context, Result};
 use clap::Parser;
-use famfs_host_api::Catalog;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "famfs-run", version, about = "Run a WebAssembly guest over famfs datasets, zero-copy and read-only")]
@@ -34,23 +33,13 @@ struct Cli {
     #[arg(long, value_name = "FILE|-")]
     input: Option<PathBuf>,
     /// Everything about the run from a TOML manifest (module, sha256, datasets, directories,
-    /// limits, env, config); only --input, --json, -v and extra arguments go with it.
-    #[arg(long, value_name = "FILE.toml", conflicts_with_all = ["device", "mount", "datasets", "dirs", "invoke", "timeout", "fuel", "env"])]
+    /// limits, env, config); only --input, limits (defaults that the manifest's [limits]
+    /// override), --json, the cache options, -v and extra arguments go with it.
+    #[arg(long, value_name = "FILE.toml", conflicts_with_all = ["device", "mount", "datasets", "dirs", "invoke", "env"])]
     manifest: Option<PathBuf>,
-    /// Wall-clock limit for the guest, e.g. 30s, 500ms, 2m.
-    #[arg(long, value_parser = crate::limits::parse_duration)]
-    timeout: Option<Duration>,
-    /// Fuel budget (counts executed instructions; slows execution somewhat).
-    #[arg(long)]
-    fuel: Option<u64>,
-    /// How datasets are mapped: private (copy-on-write by the kernel; images and mounts),
-    /// shared (read-only, copy-on-write by famfs-run: what /dev/dax allows), or auto (shared on a
-    /// dax device, private elsewhere).
-    #[arg(long, value_name = "private|shared|auto", default_value = "auto")]
-    map_technique: famfs_host_api::MapTechnique,
-    /// Largest guest memory, e.g. 512M, 4G (mapped datasets count).
-    #[arg(long, value_parser = famfs::units::parse_size, default_value = "4G")]
-    max_memory: u64,
+    /// The limits: one flag per limit option (crate::request::LIMIT_OPTIONS).
+    #[command(flatten)]
+    limits: LimitOverrides,
     /// Environment variable for the guest.
     #[arg(long = "env", value_name = "K=V")]
     env: Vec<String>,
@@ -80,6 +69,52 @@ struct Cli {
     /// Arguments for the guest.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
+}
+
+/// The limit flags, one per [`LIMIT_OPTIONS`] entry: `--max-memory 512M` is the manifest's
+/// `max_memory = "512M"` and Python's `max_memory="512M"`. A flag left out keeps the default.
+impl clap::Args for LimitOverrides {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let defaults = Limits::default();
+        LIMIT_OPTIONS.iter().fold(cmd, |cmd, o| {
+            let help = match o.show(&defaults).as_str() {
+                "none" => o.help.to_string(),
+                default => format!("{} [default: {default}]", o.help),
+            };
+            cmd.arg(
+                clap::Arg::new(o.name)
+                    .long(o.flag)
+                    .value_name(o.value_name)
+                    .help(help)
+                    .action(clap::ArgAction::Set)
+                    .value_parser(clap::value_parser!(String)),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for LimitOverrides {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut limits = LimitOverrides::default();
+        for o in LIMIT_OPTIONS {
+            if let Some(text) = matches.get_one::<String>(o.name) {
+                // A usage error (exit 2), as a flag clap itself refuses.
+                limits
+                    .set(o.name, OptionValue::Text(text), Spelling::Cli)
+                    .map_err(|e| clap::Error::raw(clap::error::ErrorKind::ValueValidation, e.to_string()))?;
+            }
+        }
+        Ok(limits)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
 }
 
 fn exit_code_for(e: &RunError) -> i32 {
@@ -173,21 +208,27 @@ fn main_inner(cli: Cli) -> Result<i32> {
     report(&outcome, p.program.kind(), metrics, json)
 }
 
-/// `--manifest FILE.toml`: extra arguments (the positional ones) follow the manifest's.
+/// `--manifest FILE.toml`: extra arguments (the positional ones) follow the manifest's; limit
+/// flags are defaults that the manifest's `[limits]` override.
 fn prepare_manifest(cli: Cli, path: &Path) -> Result<Prepared> {
     let manifest = crate::Manifest::from_file(path)?;
-    let input = match (&manifest.module.invoke, &cli.input) {
-        (Some(_), Some(input)) => read_input(input)?,
-        (Some(_), None) => bail!("{} invokes `handle`: give the request with --input FILE|-", path.display()),
-        (None, Some(_)) => bail!("--input is for handlers; {} runs a command", path.display()),
-        (None, None) => Vec::new(),
+    let entry = request::entry_with(
+        manifest.module.invoke.as_deref(),
+        cli.input.as_deref(),
+        Spelling::Cli,
+        Some(path),
+        read_input,
+    )?;
+    let input = match entry {
+        crate::Entry::Handle { input } => input,
+        crate::Entry::Command => Vec::new(),
     };
+    let defaults = cli.limits.apply(Limits::default());
     let started = std::time::Instant::now();
-    let runtime = runtime(manifest.limits.fuel.is_some(), &cli)?;
+    let runtime = runtime(manifest.limits_over(defaults)?.fuel.is_some(), &cli)?;
     // Checks the module's sha256 when the manifest gives one.
     let program = manifest.load(&runtime)?;
     let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let defaults = Limits { max_memory: cli.max_memory, map_technique: cli.map_technique, ..Limits::default() };
     let mut inv = manifest.invocation(defaults, input)?;
     inv.args.extend(cli.module.iter().map(|m| m.to_string_lossy().into_owned()).chain(cli.args));
     inv.stdio = if cli.json { Stdio::Capture } else { Stdio::Inherit };
@@ -196,61 +237,32 @@ fn prepare_manifest(cli: Cli, path: &Path) -> Result<Prepared> {
 
 fn prepare_flags(cli: Cli) -> Result<Prepared> {
     let module = cli.module.clone().context("give the module to run (or --manifest FILE.toml)")?;
-    if cli.input.is_some() && cli.invoke.is_none() {
-        bail!("--input goes with --invoke handle");
-    }
-    let mut catalog = match (&cli.device, &cli.mount) {
-        (Some(d), _) => Catalog::open_device(d).with_context(|| format!("cannot open the famfs on {}", d.display()))?,
-        (None, Some(m)) => Catalog::open_mount(m)?,
-        (None, None) if cli.datasets.is_empty() => Catalog::empty(),
-        (None, None) => bail!("--dataset needs a source: --device IMAGE_OR_DAX or --mount DIR"),
+    let source = request::Source {
+        device: cli.device.clone(),
+        mount: cli.mount.clone(),
+        datasets: cli.datasets.clone(),
+        dirs: cli.dirs.iter().map(|spec| request::dir_flag(spec)).collect::<Result<_, _>>()?,
     };
-    for d in &cli.datasets {
-        catalog.grant(d)?;
-    }
+    source.check(Spelling::Cli)?;
+    let env = cli.env.iter().map(|kv| request::env_flag(kv)).collect::<Result<Vec<_>, _>>()?;
+    request::check_env(env.iter().map(|(k, _)| k.as_str()), Spelling::Cli)?;
+    let entry = request::entry_with(cli.invoke.as_deref(), cli.input.as_deref(), Spelling::Cli, None, read_input)?;
+    let catalog = source.open()?;
     let argv0 = module.file_name().map_or_else(|| "guest".into(), |n| n.to_string_lossy().into_owned());
     let mut inv = Invocation::new(argv0);
-    for spec in &cli.dirs {
-        let (guest, path) = spec
-            .split_once('=')
-            .with_context(|| format!("--dir '{spec}' must look like GUEST=PATH, e.g. /data=datasets"))?;
-        inv.add_dir(guest, path, cli.mount.as_deref(), cli.device.is_some())
-            .map_err(|e| anyhow::anyhow!("--dir '{spec}': {e}"))?;
-    }
-    let entry = match (&cli.invoke, &cli.input) {
-        (Some(name), Some(input)) if name == "handle" => Entry::Handle { input: read_input(input)? },
-        (Some(name), _) => {
-            bail!("--invoke {name}: only `handle` (the famfs:dataset handler world's export) can be invoked")
-        }
-        _ => Entry::Command,
-    };
-    let env = cli
-        .env
-        .iter()
-        .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .with_context(|| format!("--env '{kv}' must look like K=V"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    source.add_dirs(&mut inv, Spelling::Cli)?;
+    let limits = cli.limits.apply(Limits::default());
     let started = std::time::Instant::now();
-    let runtime = runtime(cli.fuel.is_some(), &cli)?;
+    let runtime = runtime(limits.fuel.is_some(), &cli)?;
     // Core modules that need what only components have are adapted at load time.
-    let as_component = matches!(entry, Entry::Handle { .. }) || !inv.famfs_dirs.is_empty();
-    let program = runtime.load_file(&module, None, as_component)?;
+    let program = runtime.load_file(&module, None, request::needs_component(&entry, &source))?;
     let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
     tracing::info!(kind = ?program.kind(), compile_ms, "loaded {}", module.display());
     inv.args = cli.args.clone();
     inv.env = env;
     inv.catalog = catalog;
     inv.entry = entry;
-    inv.limits = Limits {
-        timeout: cli.timeout,
-        fuel: cli.fuel,
-        max_memory: cli.max_memory,
-        map_technique: cli.map_technique,
-        ..Limits::default()
-    };
+    inv.limits = limits;
     inv.stdio = if cli.json { Stdio::Capture } else { Stdio::Inherit };
     Ok(Prepared { runtime, program, inv, compile_ms })
 }

@@ -14,7 +14,8 @@
 //!                                  # tag:UUID / uuid:UUID (the device carrying that tag or UUID)
 //! # mount = "/mnt/famfs"           # ... or a mounted famfs (not both)
 //! datasets = ["logs", "data/x.bin"]  # grants ('/' = everything)
-//! dirs = { "/data" = "logs" }      # read-only WASI directories (GUEST = famfs or mount PATH)
+//! dirs = { "/data" = "logs" }      # read-only WASI directories (GUEST = famfs or mount PATH;
+//!                                  # without device or mount, a host directory, relative to this file)
 //!
 //! [limits]                         # optional, each defaulting to the runtime's
 //! timeout = "30s"
@@ -34,13 +35,17 @@
 //! greeting = "hello"               # environment variables FAMFS_CONFIG_<KEY> (upper case)
 //! ```
 //!
-//! Unknown keys are an error (a typo must not silently drop a limit).
+//! Unknown keys are an error (a typo must not silently drop a limit). What the keys mean, and
+//! how `[source]`, `[limits]` and `[env]` are checked, is [`crate::request`]'s, shared with the
+//! command line and Python: a limit may be given as text (`"30s"`, `"512M"`) or as a number
+//! (seconds, bytes).
 
 use crate::embed::{EmbedError, Runtime};
-use crate::limits::{Limits, parse_duration};
+use crate::limits::Limits;
 use crate::program::Program;
+use crate::request::{self, LimitOverrides, OptionValue, RequestError, Source, Spelling};
 use crate::run::{Entry, Invocation};
-use famfs_host_api::{Catalog, CatalogError};
+use famfs_host_api::Catalog;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -74,13 +79,14 @@ pub enum ManifestError {
         /// What is wrong and what to do.
         message: String,
     },
-    /// The dataset source cannot be opened or a grant is refused.
+    /// A limit, the source, the entry or the environment breaks a rule of [`crate::request`],
+    /// or the source cannot be opened or a grant is refused.
     #[error("{path}: {cause}")]
-    Source {
+    Request {
         /// The file.
         path: PathBuf,
-        /// What failed.
-        cause: CatalogError,
+        /// What is wrong, naming the key.
+        cause: RequestError,
     },
     /// The module cannot be loaded.
     #[error("{path}: {cause}")]
@@ -107,46 +113,6 @@ pub struct ModuleSpec {
     pub args: Vec<String>,
 }
 
-/// `[source]`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceSpec {
-    /// A famfs image or dax device.
-    pub device: Option<PathBuf>,
-    /// A mounted famfs (or any directory).
-    pub mount: Option<PathBuf>,
-    /// Grants.
-    #[serde(default)]
-    pub datasets: Vec<String>,
-    /// Read-only WASI directories: guest path → famfs path (device) or path inside the mount.
-    #[serde(default)]
-    pub dirs: BTreeMap<String, String>,
-}
-
-/// `[limits]`.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsSpec {
-    /// e.g. "30s".
-    pub timeout: Option<String>,
-    /// Fuel budget.
-    pub fuel: Option<u64>,
-    /// e.g. "512M".
-    pub max_memory: Option<String>,
-    /// Live dataset mappings.
-    pub max_mappings: Option<usize>,
-    /// Kernel mappings the guest's dataset mappings may occupy.
-    pub max_kernel_mappings: Option<usize>,
-    /// Datasets open at once.
-    pub max_open_datasets: Option<usize>,
-    /// WASI resources held at once.
-    pub max_wasi_resources: Option<usize>,
-    /// Captured stdout (and stderr) kept, e.g. "4M".
-    pub max_output: Option<String>,
-    /// "private", "shared" or "auto".
-    pub map_technique: Option<String>,
-}
-
 /// A parsed manifest, its relative paths resolved against its directory.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,10 +121,14 @@ pub struct Manifest {
     pub module: ModuleSpec,
     /// `[source]`.
     #[serde(default)]
-    pub source: SourceSpec,
-    /// `[limits]`.
+    pub source: Source,
+    /// `[limits]` as written: each key a limit option ([`request::LIMIT_OPTIONS`]), checked when
+    /// the manifest is read.
     #[serde(default)]
-    pub limits: LimitsSpec,
+    pub limits: BTreeMap<String, toml::Value>,
+    /// `[limits]`, parsed.
+    #[serde(skip)]
+    overrides: LimitOverrides,
     /// `[env]`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -216,6 +186,12 @@ impl Manifest {
         let by_uuid = |p: &Path| p.to_str().is_some_and(|s| s.starts_with("tag:") || s.starts_with("uuid:"));
         m.source.device = m.source.device.as_deref().map(|p| if by_uuid(p) { p.to_path_buf() } else { base.join(p) });
         m.source.mount = m.source.mount.as_deref().map(|p| base.join(p));
+        // Without a source a directory is the host's: relative to this file, as the rest.
+        if m.source.device.is_none() && m.source.mount.is_none() {
+            for (_, dir) in &mut m.source.dirs {
+                *dir = base.join(&*dir).to_string_lossy().into_owned();
+            }
+        }
         m.check()?;
         Ok(m)
     }
@@ -224,7 +200,11 @@ impl Manifest {
         ManifestError::Invalid { path: self.file.clone(), message: message.into() }
     }
 
-    fn check(&self) -> Result<(), ManifestError> {
+    fn request_error(&self, cause: RequestError) -> ManifestError {
+        ManifestError::Request { path: self.file.clone(), cause }
+    }
+
+    fn check(&mut self) -> Result<(), ManifestError> {
         if let Some(sha) = &self.module.sha256
             && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
         {
@@ -232,67 +212,49 @@ impl Manifest {
                 self.invalid(format!("module.sha256 '{sha}' is not 64 hex digits (run `sha256sum` on the module)"))
             );
         }
-        if let Some(name) = &self.module.invoke
-            && name != "handle"
-        {
-            return Err(self.invalid(format!(
-                "module.invoke = '{name}': only \"handle\" (the handler world's export) can be invoked; remove it to run a command"
-            )));
+        if let Some(name) = &self.module.invoke {
+            request::check_invoke(name, Spelling::Manifest).map_err(|e| self.request_error(e))?;
         }
-        let s = &self.source;
-        if s.device.is_some() && s.mount.is_some() {
-            return Err(self.invalid("source has both device and mount; keep one"));
-        }
-        if s.device.is_none() && s.mount.is_none() && (!s.datasets.is_empty() || !s.dirs.is_empty()) {
-            return Err(self.invalid("source.datasets and source.dirs need source.device or source.mount"));
-        }
-        self.limits()?;
+        self.source.check(Spelling::Manifest).map_err(|e| self.request_error(e))?;
+        request::check_env(self.env.keys().map(String::as_str), Spelling::Manifest)
+            .map_err(|e| self.request_error(e))?;
+        self.overrides = self.parse_limits()?;
         Ok(())
     }
 
-    /// The limits: the manifest's where it sets them, `defaults` elsewhere.
-    pub fn limits_over(&self, defaults: Limits) -> Result<Limits, ManifestError> {
-        let mut l = defaults;
-        if let Some(t) = &self.limits.timeout {
-            l.timeout = Some(parse_duration(t).map_err(|e| self.invalid(format!("limits.timeout: {e}")))?);
+    /// `[limits]` read as every front end reads limits: strings as text, numbers as numbers.
+    fn parse_limits(&self) -> Result<LimitOverrides, ManifestError> {
+        let mut overrides = LimitOverrides::default();
+        for (key, value) in &self.limits {
+            let value = match value {
+                toml::Value::String(s) => OptionValue::Text(s),
+                toml::Value::Integer(n) => OptionValue::Int(i128::from(*n)),
+                toml::Value::Float(f) => OptionValue::Float(*f),
+                toml::Value::Boolean(_) => OptionValue::Other("a boolean"),
+                toml::Value::Datetime(_) => OptionValue::Other("a date"),
+                toml::Value::Array(_) => OptionValue::Other("an array"),
+                toml::Value::Table(_) => OptionValue::Other("a table"),
+            };
+            overrides.set(key, value, Spelling::Manifest).map_err(|e| self.request_error(e))?;
         }
-        if let Some(f) = self.limits.fuel {
-            l.fuel = Some(f);
-        }
-        if let Some(m) = &self.limits.max_memory {
-            l.max_memory = famfs::units::parse_size(m).map_err(|e| self.invalid(format!("limits.max_memory: {e}")))?;
-        }
-        let counts = [
-            ("max_mappings", self.limits.max_mappings, &mut l.max_mappings),
-            ("max_kernel_mappings", self.limits.max_kernel_mappings, &mut l.max_kernel_mappings),
-            ("max_open_datasets", self.limits.max_open_datasets, &mut l.max_open_datasets),
-            ("max_wasi_resources", self.limits.max_wasi_resources, &mut l.max_wasi_resources),
-        ];
-        for (key, value, field) in counts {
-            match value {
-                Some(0) => return Err(self.invalid(format!("limits.{key} must be at least 1"))),
-                Some(n) => *field = n,
-                None => {}
-            }
-        }
-        if let Some(t) = &self.limits.map_technique {
-            l.map_technique = t.parse().map_err(|e| self.invalid(format!("limits.map_technique: {e}")))?;
-        }
-        if let Some(m) = &self.limits.max_output {
-            let size = famfs::units::parse_size(m).map_err(|e| self.invalid(format!("limits.max_output: {e}")))?;
-            l.max_output = usize::try_from(size).map_err(|_| self.invalid("limits.max_output is too large"))?;
-        }
-        Ok(l)
+        Ok(overrides)
     }
 
-    fn limits(&self) -> Result<Limits, ManifestError> {
-        self.limits_over(Limits::default())
+    /// The limits: the manifest's where it sets them, `defaults` elsewhere. (They were checked
+    /// when the manifest was read: this does not fail.)
+    pub fn limits_over(&self, defaults: Limits) -> Result<Limits, ManifestError> {
+        Ok(self.overrides.apply(defaults))
+    }
+
+    /// The limits the manifest sets, parsed.
+    pub fn limit_overrides(&self) -> &LimitOverrides {
+        &self.overrides
     }
 
     /// Whether the module must be loaded as a component (handler world, or WASI directories
     /// served from a famfs image).
     pub fn needs_component(&self) -> bool {
-        self.module.invoke.is_some() || (self.source.device.is_some() && !self.source.dirs.is_empty())
+        self.module.invoke.is_some() || self.source.needs_component()
     }
 
     /// Loads the module into `runtime` (checking its sha256 when the manifest gives one).
@@ -304,16 +266,7 @@ impl Manifest {
 
     /// The catalog of granted datasets.
     pub fn catalog(&self) -> Result<Catalog, ManifestError> {
-        let src = |cause| ManifestError::Source { path: self.file.clone(), cause };
-        let mut catalog = match (&self.source.device, &self.source.mount) {
-            (Some(d), _) => Catalog::open_device(d).map_err(src)?,
-            (None, Some(m)) => Catalog::open_mount(m).map_err(src)?,
-            (None, None) => Catalog::empty(),
-        };
-        for g in &self.source.datasets {
-            catalog.grant(g).map_err(src)?;
-        }
-        Ok(catalog)
+        self.source.open().map_err(|e| self.request_error(e))
     }
 
     /// An invocation as the manifest describes it, `input` being the request for a handler
@@ -340,12 +293,8 @@ impl Manifest {
             inv.env.push((format!("FAMFS_CONFIG_{}", k.to_ascii_uppercase().replace('-', "_")), v.clone()));
         }
         inv.catalog = catalog;
-        for (guest, path) in &self.source.dirs {
-            let mount = self.source.mount.as_deref();
-            inv.add_dir(guest.clone(), path, mount, mount.is_none())
-                .map_err(|e| self.invalid(format!("source.dirs '{guest}' = '{path}': {e}")))?;
-        }
-        inv.limits = self.limits_over(defaults)?;
+        self.source.add_dirs(&mut inv, Spelling::Manifest).map_err(|e| self.request_error(e))?;
+        inv.limits = self.overrides.apply(defaults);
         if self.module.invoke.is_some() {
             inv.entry = Entry::Handle { input };
         }
@@ -408,14 +357,27 @@ mod tests {
             ("[module]\npath = \"a.wasm\"\ntimeout = \"1s\"\n", "unknown field `timeout`"),
             ("[module]\npath = \"a.wasm\"\n[limit]\nfuel = 1\n", "unknown field `limit`"),
             ("[module]\npath = \"a.wasm\"\nsha256 = \"abc\"\n", "not 64 hex digits"),
-            ("[module]\npath = \"a.wasm\"\ninvoke = \"main\"\n", "only \"handle\""),
+            ("[module]\npath = \"a.wasm\"\ninvoke = \"main\"\n", "module.invoke = \"main\": only `handle`"),
             ("[module]\npath = \"a.wasm\"\n[limits]\ntimeout = \"soon\"\n", "limits.timeout"),
             ("[module]\npath = \"a.wasm\"\n[limits]\nmax_memory = \"lots\"\n", "limits.max_memory"),
             ("[module]\npath = \"a.wasm\"\n[limits]\nmax_mappings = 0\n", "limits.max_mappings must be at least 1"),
             ("[module]\npath = \"a.wasm\"\n[limits]\nmax_output = \"x\"\n", "limits.max_output"),
             ("[module]\npath = \"a.wasm\"\n[limits]\nmap_technique = \"dax\"\n", "not a map technique"),
-            ("[module]\npath = \"a.wasm\"\n[source]\ndevice = \"x\"\nmount = \"y\"\n", "both device and mount"),
-            ("[module]\npath = \"a.wasm\"\n[source]\ndatasets = [\"/\"]\n", "need source.device or source.mount"),
+            (
+                "[module]\npath = \"a.wasm\"\n[source]\ndevice = \"x\"\nmount = \"y\"\n",
+                "both source.device and source.mount",
+            ),
+            ("[module]\npath = \"a.wasm\"\n[source]\ndatasets = [\"/\"]\n", "source.datasets needs a source"),
+            (
+                "[module]\npath = \"a.wasm\"\n[limits]\ntimout = \"1s\"\n",
+                "limits.timout is not a limit; the limits are timeout,",
+            ),
+            (
+                "[module]\npath = \"a.wasm\"\n[limits]\nmax_memory = true\n",
+                "limits.max_memory must be a number of bytes",
+            ),
+            ("[module]\npath = \"a.wasm\"\n[limits]\nmax_output = -1\n", "limits.max_output must not be negative"),
+            ("[module]\npath = \"a.wasm\"\n[env]\nFAMFS_RUN_MAX_MEMORY = \"1\"\n", "set limits.max_memory instead"),
             ("[source]\ndevice = \"x\"\n", "missing field `module`"),
             ("[module\npath = 1", "query.toml"),
         ];
@@ -423,5 +385,21 @@ mod tests {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn limits_may_be_numbers() {
+        let m =
+            parse("[module]\npath = \"a.wasm\"\n[limits]\ntimeout = 2.5\nmax_memory = 65536\nmax_output = \"4k\"\n")
+                .unwrap();
+        let l = m.limits_over(Limits::default()).unwrap();
+        assert_eq!(
+            (l.timeout, l.max_memory, l.max_output),
+            (Some(std::time::Duration::from_millis(2500)), 65536, 4096)
+        );
+        assert_eq!(m.limit_overrides().names().count(), 3);
+        // Limits left out come from the defaults given.
+        let defaults = Limits { max_mappings: 7, ..Limits::default() };
+        assert_eq!(m.limits_over(defaults).unwrap().max_mappings, 7);
     }
 }

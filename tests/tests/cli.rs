@@ -113,6 +113,37 @@ fn fuel_budgets_are_enforced_and_reported() {
 }
 
 #[test]
+fn a_directory_without_a_source_is_a_host_directory() {
+    // `--dir` with neither --device nor --mount grants a host directory (read-only), on the
+    // command line and in a manifest, where it is relative to the manifest's file.
+    let dir = scratch();
+    let fnd = dir.path().join("fn");
+    std::fs::create_dir_all(fnd.join("logs")).unwrap();
+    let data = text(50_000, 5);
+    std::fs::write(fnd.join("logs/a.log"), &data).unwrap();
+    let (l, w, b) = native::wc(&data);
+    let wc = guest("wc");
+    let o = famfs_run()
+        .args(["--dir", &format!("/data={}", s(&fnd.join("logs"))), s(&wc), "--mode", "wasi", "/data/a.log"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{l} {w} {b} /data/a.log\n"));
+    let manifest = fnd.join("wc.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[module]\npath = \"{}\"\nargs = [\"--mode\", \"wasi\", \"/data/a.log\"]\n[source]\ndirs = {{ \"/data\" = \"logs\" }}\n",
+            wc.display()
+        ),
+    )
+    .unwrap();
+    let o = famfs_run().current_dir(dir.path()).args(["--manifest", s(&manifest)]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{l} {w} {b} /data/a.log\n"));
+}
+
+#[test]
 fn wasi_directories_from_a_mount_and_from_an_image() {
     let dir = scratch();
     let mnt = dir.path().join("mnt");
@@ -346,4 +377,85 @@ fn map_technique_and_devices_by_uuid() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), want);
+}
+
+/// Every limit option is a flag (famfs_runtime::request::LIMIT_OPTIONS), read as a manifest's
+/// `[limits]` and Python's keywords are: `--max-output` keeps that much of the captured output,
+/// `--max-open-datasets` caps the datasets open at once; with `--manifest`, limit flags are
+/// defaults that the manifest's `[limits]` override.
+#[test]
+fn every_limit_is_a_flag() {
+    let dir = scratch();
+    let data = text(100_000, 4);
+    let img = image_with(dir.path(), 16 << 20, &[ImageFile { path: "logs/a.log", data: &data, strips: None }]);
+    let (l, w, b) = native::wc(&data);
+    let full = format!("{l} {w} {b} logs/a.log\n");
+    let wc = guest("wc");
+    let o = famfs_run()
+        .args(["--json", "--max-output", "10", "-d", s(&img), "--dataset", "/", s(&wc), "logs/a.log"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["stdout"], full[..10], "{v}");
+    assert_eq!(v["metrics"]["output_dropped"], full.len() - 10, "{v}");
+    let adversary = guest("adversary");
+    let o = famfs_run()
+        .args(["--max-open-datasets", "10", "-d", s(&img), "--dataset", "/", s(&adversary), "open-many", "logs/a.log"])
+        .arg("100")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("opened 10 "), "{}", String::from_utf8_lossy(&o.stderr));
+    // Bad values are usage errors naming the flag; --help lists every limit with its default.
+    let o = famfs_run().args(["--max-wasi-resources", "0", s(&wc)]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--max-wasi-resources must be at least 1"));
+    let help = String::from_utf8(famfs_run().arg("--help").output().unwrap().stdout).unwrap();
+    for o in famfs_runtime::LIMIT_OPTIONS {
+        assert!(help.contains(&format!("--{} <{}>", o.flag, o.value_name)), "--{} in {help}", o.flag);
+    }
+    assert!(help.contains("[default: 4G]") && help.contains("[default: 16M]"), "{help}");
+    // A manifest: its [limits] override the flags, which fill in what it leaves out.
+    let manifest = dir.path().join("wc.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[module]\npath = {:?}\n[source]\ndevice = {:?}\ndatasets = [\"/\"]\n[limits]\nmax_output = 4\n",
+            s(&wc),
+            s(&img)
+        ),
+    )
+    .unwrap();
+    let o = famfs_run()
+        .args(["--json", "--max-output", "10", "--fuel", "10000000000", "--manifest", s(&manifest), "logs/a.log"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["stdout"], full[..4], "{v}");
+    // The flag's fuel budget counts: the runtime counts fuel for it.
+    assert!(v["metrics"]["fuel_used"].as_u64().unwrap() > 0, "{v}");
+}
+
+/// The guest's memory limit is famfs-run's to tell: `--env` and a manifest's `[env]` may not set
+/// FAMFS_RUN_MAX_MEMORY, and are refused before anything runs.
+#[test]
+fn the_environment_may_not_set_the_memory_limit() {
+    let dir = scratch();
+    let wc = guest("wc");
+    let env = format!("{}=1", famfs_runtime::GUEST_MAX_MEMORY_ENV);
+    let o = famfs_run().args(["--json", "--env", &env, s(&wc)]).output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(o.stdout.is_empty(), "refused before the run: {}", String::from_utf8_lossy(&o.stdout));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "--env: FAMFS_RUN_MAX_MEMORY is set by famfs-run to the guest's memory limit; set --max-memory instead"
+        ),
+        "{err}"
+    );
+    let manifest = dir.path().join("wc.toml");
+    std::fs::write(&manifest, format!("[module]\npath = {:?}\n[env]\nFAMFS_RUN_MAX_MEMORY = \"1\"\n", s(&wc))).unwrap();
+    let o = famfs_run().args(["--manifest", s(&manifest)]).output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("env.FAMFS_RUN_MAX_MEMORY: ") && err.contains("set limits.max_memory instead"), "{err}");
 }

@@ -193,7 +193,7 @@ fn parquet_and_compressed_arrow_in_every_codec_and_csv_give_the_same_answers() {
     // none, at its first batch.
     for table in ["readings_arrow_lz4", "readings_arrow_zstd", "readings_plain_lz4"] {
         for (q, want) in ["group_by", "join", "window", "dates"].iter().zip(&arrow) {
-            let run = guest(&[&query(q, &table)]);
+            let run = guest(&[&query(q, table)]);
             assert_eq!(run.ok(), want, "{q} over {table}");
         }
     }
