@@ -467,7 +467,7 @@ pub struct Source {
     #[serde(default)]
     pub datasets: Vec<String>,
     /// Read-only WASI directories, (guest path, path): a famfs directory served from the device
-    /// itself, or a directory inside the mount.
+    /// itself, a directory inside the mount, or with neither a host directory.
     #[serde(default, deserialize_with = "dirs_table")]
     pub dirs: Vec<(String, String)>,
 }

@@ -570,6 +570,17 @@ impl Machine {
             Some(d) => d.clone(),
             None => std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
         };
+        // The machine's /dev/shm and /var/tmp are its own: a clone or target directory there
+        // is missing inside, which would fail as a bare `cd` or `exec` error in the console.
+        let first = argv.first().map(|a| std::path::Path::new(a.as_ref()));
+        for path in std::iter::once(cwd.as_path()).chain(first) {
+            if path.starts_with("/var/tmp") || path.starts_with("/dev/shm") {
+                return Err(format!(
+                    "{} is under /var/tmp or /dev/shm, which a test machine has its own of; put the clone and CARGO_TARGET_DIR elsewhere (/tmp works)",
+                    path.display()
+                ));
+            }
+        }
         let words: Vec<String> = argv.iter().map(|a| sh_quote(a.as_ref().as_encoded_bytes())).collect();
         let cmd_text =
             format!("cd {} || exit 125\nexec {}\n", sh_quote(cwd.as_os_str().as_encoded_bytes()), words.join(" "));
