@@ -275,6 +275,10 @@ def test_ctrl_c_interrupts_a_running_guest():
     # raises KeyboardInterrupt, within a fraction of a second.
     code = f"""
 import famfs_run, sys
+# Python leaves SIGINT ignored when it starts ignored (a background job of a script): handle
+# it, as an interactive Python does, whatever the test runner inherited.
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
 rt = famfs_run.Runtime()
 program = rt.load({str(guest("adversary"))!r})
 print("loaded", flush=True)
@@ -383,6 +387,10 @@ def test_ctrl_c_interrupts_a_guest_waiting_for_a_slot():
     # Ctrl-C ends that wait at once instead of after the first guest.
     code = f"""
 import famfs_run, threading, time
+# Python leaves SIGINT ignored when it starts ignored (a background job of a script): handle
+# it, as an interactive Python does, whatever the test runner inherited.
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
 rt = famfs_run.Runtime(max_concurrency=1)
 program = rt.load({str(guest("adversary"))!r})
 def hold():
@@ -405,7 +413,8 @@ except KeyboardInterrupt:
         assert p.stdout.readline().strip() == "queued"
         time.sleep(0.5)
         p.send_signal(signal.SIGINT)
-        line = p.stdout.readline().split()
+        # Bounded: a child that missed the signal fails the test instead of hanging the suite.
+        line = p.communicate(timeout=20)[0].split()
     finally:
         p.kill()
         p.communicate()
