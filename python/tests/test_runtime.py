@@ -270,15 +270,18 @@ def test_dirs_serve_famfs_directories_and_mount_subdirectories(rt, image, tmp_pa
         rt.run(probe, ["ls", "/data"], mount=mount, dirs={"/data": "nothing"})
 
 
+# For a child Python that a test interrupts: Python leaves SIGINT ignored when it starts
+# ignored (a background job of a script); handle it, as an interactive Python does, whatever the
+# test runner inherited.
+SIGINT_AS_INTERACTIVE = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)"
+
+
 def test_ctrl_c_interrupts_a_running_guest():
     # A guest that would spin forever; SIGINT (Ctrl-C) to the Python process cancels it and
     # raises KeyboardInterrupt, within a fraction of a second.
     code = f"""
 import famfs_run, sys
-# Python leaves SIGINT ignored when it starts ignored (a background job of a script): handle
-# it, as an interactive Python does, whatever the test runner inherited.
-import signal
-signal.signal(signal.SIGINT, signal.default_int_handler)
+{SIGINT_AS_INTERACTIVE}
 rt = famfs_run.Runtime()
 program = rt.load({str(guest("adversary"))!r})
 print("loaded", flush=True)
@@ -387,10 +390,7 @@ def test_ctrl_c_interrupts_a_guest_waiting_for_a_slot():
     # Ctrl-C ends that wait at once instead of after the first guest.
     code = f"""
 import famfs_run, threading, time
-# Python leaves SIGINT ignored when it starts ignored (a background job of a script): handle
-# it, as an interactive Python does, whatever the test runner inherited.
-import signal
-signal.signal(signal.SIGINT, signal.default_int_handler)
+{SIGINT_AS_INTERACTIVE}
 rt = famfs_run.Runtime(max_concurrency=1)
 program = rt.load({str(guest("adversary"))!r})
 def hold():

@@ -431,19 +431,6 @@ impl LimitOverrides {
         limits
     }
 
-    /// The fuel budget given, if one was (the engine must then count fuel).
-    pub fn fuel(&self) -> Option<u64> {
-        self.settings.iter().find_map(|(_, s)| match s {
-            Setting::Fuel(f) => Some(*f),
-            _ => None,
-        })
-    }
-
-    /// Whether no limit was given.
-    pub fn is_empty(&self) -> bool {
-        self.settings.is_empty()
-    }
-
     /// The names of the limits given, in order.
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.settings.iter().map(|(o, _)| o.name)
@@ -783,7 +770,7 @@ mod tests {
         let mut o = LimitOverrides::default();
         assert!(matches!(o.set("fuel", Other("a list"), Spelling::Python), Err(RequestError::Type { .. })));
         assert!(matches!(o.set("fuel", Int(-1), Spelling::Python), Err(RequestError::Value { .. })));
-        assert!(o.is_empty());
+        assert!(o.names().next().is_none());
     }
 
     #[test]
@@ -801,11 +788,11 @@ mod tests {
     #[test]
     fn overrides_apply_in_order_over_defaults() {
         let mut o = LimitOverrides::default();
-        assert!(o.is_empty() && o.fuel().is_none());
+        assert!(o.names().next().is_none() && o.apply(Limits::default()).fuel.is_none());
         o.set("fuel", Int(5), Spelling::Cli).unwrap();
         o.set("max_memory", Text("1M"), Spelling::Cli).unwrap();
         o.set("max_memory", Text("2M"), Spelling::Cli).unwrap();
-        assert_eq!(o.fuel(), Some(5));
+        assert_eq!(o.apply(Limits::default()).fuel, Some(5));
         assert_eq!(o.names().collect::<Vec<_>>(), ["fuel", "max_memory"]);
         let defaults = Limits { max_mappings: 3, max_memory: 9, ..Limits::default() };
         let l = o.apply(defaults);
