@@ -1,7 +1,6 @@
-"""The README's Python examples (section "Python and Ray"), run as written in one Python session,
-as a user pastes them: the guests found by name, the image in a temporary directory, Ray on this
-machine, a Dask cluster of two worker processes. Every value they print is checked against
-pandas over the same rows, read back from the image."""
+"""The README's Python examples (section "Python and Ray"), run as written as one script: the
+guests found by name, the image in a temporary directory, Ray on this machine, a Dask client.
+Every value they print is checked against pandas over the same rows, read back from the image."""
 
 import os
 import pathlib
@@ -19,15 +18,25 @@ from conftest import GUESTS, SQL_GUESTS, sql_cache
 
 README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 
-# Runs the code on stdin as `__main__` (no file: Dask's spawned workers do not re-run it), each
-# `print`ed object kept and pickled to the file named by argv[1].
+# Runs the script named by argv[1] as `__main__`, as `python script.py` would (so a worker
+# process that re-imports the main script finds it), each `print`ed object kept and pickled to
+# argv[2]. Its own names live in a function: the script's globals are the module's.
 SESSION = """
-import pickle, sys
-printed = []
-code = sys.stdin.read()
-exec(compile(code, "README.md", "exec"), {"__name__": "__main__", "print": printed.append})
-with open(sys.argv[1], "wb") as f:
-    pickle.dump(printed, f)
+import sys
+
+def session(script, out):
+    import pickle
+    main = sys.modules["__main__"]
+    main.__file__ = script
+    printed = []
+    main.__dict__["print"] = printed.append
+    with open(script) as f:
+        code = compile(f.read(), script, "exec")
+    exec(code, main.__dict__)
+    with open(out, "wb") as f:
+        pickle.dump(printed, f)
+
+session(*sys.argv[1:])
 """
 
 
@@ -62,9 +71,11 @@ def test_readme_python_examples_run_as_written(tmp_path):
     # the compiled SQL guest from the tests' cache.
     env["FAMFS_RUN_GUEST_PATH"] = f"{GUESTS}:{SQL_GUESTS}"
     env["FAMFS_RUN_CACHE"] = str(sql_cache())
+    script = tmp_path / "examples.py"
+    script.write_text(python_examples())
     out = tmp_path / "printed.pickle"
-    run = subprocess.run([sys.executable, "-c", SESSION, str(out)], input=python_examples(), text=True,
-                         cwd=tmp_path, env=env, capture_output=True, timeout=540)
+    run = subprocess.run([sys.executable, "-c", SESSION, str(script), str(out)], stdin=subprocess.DEVNULL,
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=540)
     assert run.returncode == 0, run.stderr[-4000:]
     with open(out, "rb") as f:
         printed = pickle.load(f)
