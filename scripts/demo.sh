@@ -4,10 +4,10 @@
 # file), and run the `arrow-agg` guest (a group-by over the Arrow file) and the `wc` guest (over
 # the CSV) with famfs-run, zero-copy; then check their answers against pandas and coreutils wc.
 #
-# It builds what it runs: famfsctl and famfs-run (release), and three guests (wasm32-wasip1):
+# It builds what it runs, famfsctl and famfs-run (release), and three guests (wasm32-wasip1):
 # the data generator arrow-gen, which famfs-run runs in its sandbox like any guest, wc and
 # arrow-agg; the host tools and the guests at the same time. The host build also compiles the
-# Python extension's dependencies, which the demo does not run, for a later `pip install`.
+# Python extension and its dependencies, which the demo does not run, for a later `pip install`.
 # Each step prints its elapsed time.
 # DEMO_DIR (default target/demo) holds the image and the dataset.
 set -euo pipefail

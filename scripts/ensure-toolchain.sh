@@ -51,5 +51,6 @@ ensure_toolchain() {
 }
 
 # One target directory outside the clone, shared by the demo, the tests and every clone
-# (wasmtime alone takes ~15 minutes to build cold on two cores). CARGO_TARGET_DIR overrides it.
+# (the demo's release build of wasmtime takes about 6 minutes cold on two cores, the tests' build
+# of everything about 25). CARGO_TARGET_DIR overrides it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/famfs-run/target}"
