@@ -41,17 +41,34 @@ def sql_cache() -> pathlib.Path:
     return d
 
 
-def check_group_by_against_pandas(table, df, key="k", value="v"):
-    """A distributed group-by's table (famfs_run.ray's or famfs_run.dask's `group_by`,
-    `sql_group_by`) equals pandas' `groupby(key, dropna=False)` of the same rows: the same
-    keys in order, counts exactly, sums, means, minima and maxima to 1e-9."""
-    import numpy as np
+AGGREGATES = ["count", "sum", "mean", "min", "max"]
 
-    got = table.to_pandas().set_index(key)
-    want = df.groupby(key, dropna=False)[value].agg(["count", "sum", "mean", "min", "max"]).sort_index()
-    assert list(got.index) == list(want.index)
-    np.testing.assert_array_equal(got["count"], want["count"])
-    np.testing.assert_allclose(got[["sum", "mean", "min", "max"]], want[["sum", "mean", "min", "max"]], rtol=1e-9)
+
+def check_group_by_against_pandas(got, df, key="k", value="v", aggs=AGGREGATES):
+    """A group-by's answer (a pyarrow table, or a pandas frame with the keys as a column or as
+    its index: famfs_run.ray's or famfs_run.dask's `group_by`, `sql_group_by`, arrow-agg's
+    output, Dask's own) equals pandas' `groupby(key, dropna=False)[value].agg(aggs)` of the same
+    rows: the same keys in order (a null key, NaN or NA, last), counts exactly, the other
+    aggregates to 1e-9 (a null one as NaN)."""
+    import numpy as np
+    import pandas as pd
+
+    got = got.to_pandas() if hasattr(got, "to_pandas") else got
+    got = got.set_index(key) if key in got.columns else got
+    want = df.groupby(key, dropna=False)[value].agg(aggs).sort_index()
+
+    def numbers(values):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+
+    if pd.api.types.is_numeric_dtype(want.index):
+        np.testing.assert_array_equal(numbers(got.index), numbers(want.index))
+    else:
+        assert list(got.index) == list(want.index)
+    for agg in aggs:
+        if agg == "count":
+            np.testing.assert_array_equal(numbers(got[agg]), numbers(want[agg]))
+        else:
+            np.testing.assert_allclose(numbers(got[agg]), numbers(want[agg]), rtol=1e-9)
 
 
 def tool(name: str) -> pathlib.Path:
